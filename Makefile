@@ -1,0 +1,31 @@
+# `make train` and `make test` set up .venv on first use (torch 2.11 + torchaudio 2.11, CPU or CUDA).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: train test test-all lint ui clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)  ## train the default experiment (override with EXPERIMENT=... ARGS="key=value ...")
+	$(PY) train.py +experiment=$(or $(EXPERIMENT),rnnoise) $(ARGS)
+
+test: $(STAMP)  ## the default test suite (what CI runs)
+	$(PY) -m pytest -q $(ARGS)
+
+test-all: $(STAMP)  ## also the slow tests (full default training run)
+	$(PY) -m pytest -q -m "" $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db
+
+clean-venv:
+	rm -rf $(VENV)

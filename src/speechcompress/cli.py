@@ -1,0 +1,105 @@
+"""`speechcompress enhance | evaluate`: use a trained checkpoint on your own audio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from speechcompress.data.audio import AUDIO_SUFFIXES, list_audio, read_audio, write_audio
+from speechcompress.data.folders import paired_files
+from speechcompress.evaluation.metrics import DenoiseScores
+from speechcompress.inference import enhance_waveform
+from speechcompress.tasks.denoise import load_denoiser
+
+
+def _enhance_file(model, source: Path, target: Path) -> None:
+    wave, rate = read_audio(source)
+    write_audio(target, enhance_waveform(model, wave, rate), rate)
+
+
+def enhance(args: argparse.Namespace) -> int:
+    model = load_denoiser(args.checkpoint, args.device)
+    source, target = Path(args.input), Path(args.output)
+    if source.is_dir():
+        files = list_audio(source)
+        for path in tqdm(files, desc=f"enhancing {source}", unit="file"):
+            _enhance_file(model, path, (target / path.relative_to(source)).with_suffix(".wav"))
+        print(f"wrote {len(files)} enhanced files to {target}")
+    elif source.is_file():
+        if target.is_dir() or target.suffix.lower() not in AUDIO_SUFFIXES:
+            target = target / source.with_suffix(".wav").name
+        _enhance_file(model, source, target)
+        print(f"wrote {target}")
+    else:
+        raise FileNotFoundError(f"input {source} is neither an audio file nor a folder")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    model = load_denoiser(args.checkpoint, args.device)
+    rate = model.sample_rate
+    scores = DenoiseScores(rate, with_noisy=True)
+    for noisy_path, clean_path in tqdm(paired_files(args.noisy, args.clean), desc="evaluating", unit="file"):
+        noisy, _ = read_audio(noisy_path, rate)
+        clean, _ = read_audio(clean_path, rate)
+        length = min(len(noisy), len(clean))
+        noisy, clean = noisy[:length], clean[:length]
+        scores.update(clean, enhance_waveform(model, noisy, rate), noisy)
+    summary = scores.summary()
+    report = {
+        "enhanced": {name: summary[name] for name in ("pesq", "stoi", "si_sdr", "si_sdr_i")},
+        "noisy": {name: summary[f"{name}_noisy"] for name in ("pesq", "stoi", "si_sdr")} | {"si_sdr_i": 0.0},
+        "items": int(summary["items"]),
+        "pesq_errors": int(summary["pesq_errors"]),
+        "checkpoint": str(args.checkpoint),
+    }
+    print(json.dumps(report, indent=2))
+    if args.mlflow_run:
+        from mlflow.tracking import MlflowClient
+
+        from speechcompress.tracking.mlflow import tracking_uri
+
+        client = MlflowClient(tracking_uri(args.tracking_uri))
+        for name, value in summary.items():
+            client.log_metric(args.mlflow_run, f"eval/{name}", value)
+        print(f"logged eval/* metrics to MLflow run {args.mlflow_run}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechcompress", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("enhance", help="denoise one audio file or a folder of them")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py")
+    p.add_argument("input", help="an audio file (any rate, any channels) or a folder of them")
+    p.add_argument("output", help="output .wav file, or a folder (mirrors the input folder's layout)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=enhance)
+
+    p = commands.add_parser("evaluate", help="score a checkpoint on paired noisy/clean folders (JSON out)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--noisy", required=True, help="folder of noisy files")
+    p.add_argument("--clean", required=True, help="folder of clean files with the same names")
+    p.add_argument("--mlflow-run", help="also log the scores as eval/* metrics to this MLflow run id")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"speechcompress {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

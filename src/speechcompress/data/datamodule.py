@@ -1,0 +1,51 @@
+"""The DataModule every task uses: three dataset factories, one collate, loaders from config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from speechcompress.data.mixing import pad_collate
+
+DatasetFactory = Callable[..., Dataset]
+
+
+class AudioDataModule(pl.LightningDataModule):
+    """Builds train/val/test datasets from factories called with `sample_rate=` (Hydra partials).
+
+    Items are dicts of `noisy`, `clean` (waveforms) and `vad` (10 ms labels); batches add `length`.
+    """
+
+    def __init__(self, sample_rate: int, train: DatasetFactory, val: DatasetFactory, test: DatasetFactory,
+                 batch_size: int = 32, eval_batch_size: int = 8, num_workers: int = 0) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.factories = {"train": train, "val": val, "test": test}
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.datasets: dict[str, Dataset] = {}
+
+    def prepare_data(self) -> None:
+        # Runs on one process before setup: generates any synthetic cache once for all ranks.
+        for split in self.factories:
+            self.dataset(split)
+
+    def dataset(self, split: str) -> Dataset:
+        if split not in self.datasets:
+            self.datasets[split] = self.factories[split](sample_rate=self.sample_rate)
+        return self.datasets[split]
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=train, drop_last=train,
+                          num_workers=self.num_workers, collate_fn=pad_collate,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)

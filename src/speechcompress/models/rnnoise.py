@@ -1,0 +1,168 @@
+"""RNNoise (xiph, 2024–25 PyTorch layout) with configurable sizes.
+
+features → conv1 (k=3, unpadded, tanh) → conv2 (k=3, unpadded, tanh) → GRU ×3 →
+concat(conv2, gru1, gru2, gru3) → sigmoid band gains + sigmoid VAD.
+
+The two unpadded convs see frames n−3 … n+1 for output frame n: one frame (10 ms) of look-ahead.
+Features are the DCT of normalised log band energies plus first and second differences of the
+lowest `n_deltas` coefficients. Gains are spread from bands to bins and multiply the noisy STFT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechcompress.features.bands import dct_matrix, triangular_filterbank
+from speechcompress.features.stft import istft, num_frames, stft, vorbis_window
+
+_INT16_SCALE = 32768.0  # energies on the int16 scale, so the 1e-2 floor matches xiph's
+_LOG_FLOOR = 1e-2
+_LOG_CENTER, _LOG_SCALE = 4.0, 3.0  # log10 band energies of speech span about −2 … 10
+_CONTEXT = 4  # frames of feature context the two k=3 convs consume (3 past, 1 ahead)
+
+
+@dataclass
+class RNNoiseOutput:
+    enhanced: torch.Tensor  # [B, T] waveform
+    gains: torch.Tensor  # [B, frames, n_bands] in (0, 1)
+    vad: torch.Tensor  # [B, frames] speech probability
+    band_energy: torch.Tensor  # [B, frames, n_bands] of the noisy input (the loss needs it)
+
+
+class RNNoise(nn.Module):
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        hop_ms: float = 10.0,
+        n_bands: int = 22,
+        n_deltas: int = 6,
+        cond_size: int = 128,
+        gru_size: int = 256,
+    ) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.hop = int(round(sample_rate * hop_ms / 1000))
+        self.n_bands = n_bands
+        self.n_deltas = n_deltas
+        self.n_features = n_bands + 2 * n_deltas
+        n_bins = self.hop + 1
+        # Fixed signal-processing tables are rebuilt from the config, so they stay out of the state dict.
+        self.register_buffer("window", vorbis_window(2 * self.hop), persistent=False)
+        self.register_buffer("filterbank", triangular_filterbank(n_bands, n_bins, sample_rate), persistent=False)
+        self.register_buffer("dct", dct_matrix(n_bands), persistent=False)
+
+        self.conv1 = nn.Conv1d(self.n_features, cond_size, kernel_size=3)
+        self.conv2 = nn.Conv1d(cond_size, gru_size, kernel_size=3)
+        self.gru1 = nn.GRU(gru_size, gru_size, batch_first=True)
+        self.gru2 = nn.GRU(gru_size, gru_size, batch_first=True)
+        self.gru3 = nn.GRU(gru_size, gru_size, batch_first=True)
+        self.dense_out = nn.Linear(4 * gru_size, n_bands)
+        self.vad_dense = nn.Linear(4 * gru_size, 1)
+
+    # --- signal side -------------------------------------------------------------------------
+    def band_energy(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex [B, F, bins] → band energies [B, F, n_bands] on the int16 scale."""
+        power = (spec.real.square() + spec.imag.square()) * _INT16_SCALE**2
+        return power @ self.filterbank.T
+
+    def analysis_band_energy(self, wave: torch.Tensor) -> torch.Tensor:
+        """Band energies [B, frames, n_bands] of a waveform, on the same frames as `forward`'s output."""
+        return self.band_energy(stft(wave, self.hop, self.window))
+
+    def cepstrum(self, band_energy: torch.Tensor) -> torch.Tensor:
+        log_energy = (torch.log10(band_energy + _LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE
+        return log_energy @ self.dct.T
+
+    def _silence_cepstrum(self, batch: int) -> torch.Tensor:
+        return self.cepstrum(torch.zeros(batch, 1, self.n_bands, device=self.dct.device))
+
+    def _with_deltas(self, cep: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """Append first and second differences of the low coefficients; `history` holds the 2 frames before."""
+        low = torch.cat([history, cep], dim=1)[..., : self.n_deltas]
+        delta1 = low[:, 2:] - low[:, 1:-1]
+        delta2 = low[:, 2:] - 2 * low[:, 1:-1] + low[:, :-2]
+        return torch.cat([cep, delta1, delta2], dim=-1)
+
+    def _apply_gains(self, spec: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        return spec * (gains @ self.filterbank).to(spec.dtype)
+
+    # --- network -----------------------------------------------------------------------------
+    def _network(self, features: torch.Tensor, states: list[torch.Tensor] | None = None):
+        """Features [B, F+4, n_features] → gains [B, F, bands], vad [B, F], new GRU states."""
+        x = torch.tanh(self.conv1(features.transpose(1, 2)))
+        x = torch.tanh(self.conv2(x)).transpose(1, 2)
+        states = states or [None, None, None]
+        out1, h1 = self.gru1(x, states[0])
+        out2, h2 = self.gru2(out1, states[1])
+        out3, h3 = self.gru3(out2, states[2])
+        joined = torch.cat([x, out1, out2, out3], dim=-1)
+        gains = torch.sigmoid(self.dense_out(joined))
+        vad = torch.sigmoid(self.vad_dense(joined)).squeeze(-1)
+        return gains, vad, [h1, h2, h3]
+
+    def forward(self, noisy: torch.Tensor) -> RNNoiseOutput:
+        """Noisy waveform [B, T] → enhanced waveform [B, T] with per-frame gains and VAD."""
+        batch, length = noisy.shape
+        frames = num_frames(length, self.hop)
+        # One extra hop of zeros gives the look-ahead frame for the last output frame.
+        spec = stft(F.pad(noisy, (0, self.hop)), self.hop, self.window)
+        energy = self.band_energy(spec)
+        silence = self._silence_cepstrum(batch)
+        features = self._with_deltas(self.cepstrum(energy), silence.expand(-1, 2, -1))
+        features = F.pad(features, (0, 0, _CONTEXT - 1, 0))  # three frames of zero context in front
+        gains, vad, _ = self._network(features)
+        enhanced = istft(self._apply_gains(spec[:, :frames], gains), self.hop, self.window, length)
+        return RNNoiseOutput(enhanced, gains, vad, energy[:, :frames])
+
+    # --- streaming ---------------------------------------------------------------------------
+    @property
+    def latency_samples(self) -> int:
+        """Streaming delay: one hop of look-ahead plus one hop of overlap-add."""
+        return 2 * self.hop
+
+    def init_state(self, batch: int = 1) -> dict[str, torch.Tensor | list]:
+        device = self.dct.device
+        hop = self.hop
+        return {
+            "previous_chunk": torch.zeros(batch, hop, device=device),
+            "cepstra": self._silence_cepstrum(batch).expand(-1, 2, -1).clone(),
+            "features": torch.zeros(batch, _CONTEXT - 1, self.n_features, device=device),
+            "pending_spec": torch.zeros(batch, 1, hop + 1, dtype=torch.complex64, device=device),
+            "overlap": torch.zeros(batch, hop, device=device),
+            "gru": [None, None, None],
+        }
+
+    @torch.no_grad()
+    def step(self, chunk: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One hop of input [B, hop] → one hop of output [B, hop], delayed by `latency_samples`.
+
+        Feeding x then two hops of zeros and dropping the first two output hops equals `forward(x)`.
+        """
+        frame = torch.cat([state["previous_chunk"], chunk], dim=-1).unsqueeze(1) * self.window
+        spec = torch.fft.rfft(frame, dim=-1)  # [B, 1, bins]: the newest complete frame
+        cep = self.cepstrum(self.band_energy(spec))
+        feature = self._with_deltas(cep, state["cepstra"])
+        features = torch.cat([state["features"], feature], dim=1)
+        if features.shape[1] < _CONTEXT + 1:  # the very first chunk: no frame to emit yet
+            out = torch.zeros_like(chunk)
+            gru = state["gru"]
+        else:
+            gains, _, gru = self._network(features, state["gru"])
+            features = features[:, 1:]
+            time = torch.fft.irfft(self._apply_gains(state["pending_spec"], gains), n=2 * self.hop, dim=-1)
+            time = (time * self.window).squeeze(1)
+            out = state["overlap"] + time[:, : self.hop]
+            state = {**state, "overlap": time[:, self.hop :]}
+        new_state = {
+            **state,
+            "previous_chunk": chunk,
+            "cepstra": torch.cat([state["cepstra"][:, 1:], cep], dim=1),
+            "features": features,
+            "pending_spec": spec,
+            "gru": gru,
+        }
+        return out, new_state

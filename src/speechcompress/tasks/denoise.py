@@ -1,0 +1,113 @@
+"""DenoiseTask: trains any denoiser (`model(noisy [B, T]) -> output with .enhanced [B, T]`).
+
+Loss, optimizer and schedule come from config. Validation scores PESQ / STOI / SI-SDR on a fixed
+subset of the val split; test scores the whole test split, for the enhanced output and the noisy
+input alike, and keeps a few examples for the run's artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from speechcompress.evaluation.metrics import DenoiseScores
+from speechcompress.tasks.loss_terms import callback_loss_terms
+
+
+class DenoiseTask(pl.LightningModule):
+    def __init__(
+        self,
+        model: dict,
+        loss: dict,
+        optimizer: dict,
+        lr_decay: float = 5e-5,
+        val_quality_items: int = 16,
+        examples: int = 3,
+    ) -> None:
+        """`model` and `loss` are Hydra configs (`_target_` + arguments) kept in the checkpoint,
+        so a checkpoint alone rebuilds the model. `optimizer` holds AdamW's arguments; the learning
+        rate follows xiph's 1 / (1 + lr_decay · step)."""
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: nn.Module = instantiate(model)
+        self.loss_fn = instantiate(loss)
+        self.sample_rate: int = self.model.sample_rate
+        self.examples: list[dict[str, np.ndarray]] = []
+        self._scores: DenoiseScores | None = None
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.model(noisy).enhanced
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        output = self.model(batch["noisy"])
+        terms = self.loss_fn(self.model, output, batch)
+        extra = callback_loss_terms(self, batch, output)
+        loss = terms["loss"] + sum(extra.values())
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
+        for name, value in {**terms, **extra}.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, batch_size=batch["noisy"].shape[0])
+        return loss
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def _score_batch(self, batch: dict[str, torch.Tensor], enhanced: torch.Tensor, limit: int | None) -> None:
+        for i, length in enumerate(batch["length"].tolist()):
+            if limit is not None and self._scores.items >= limit:
+                return
+            clean, noisy, out = (t[i, :length].float().cpu().numpy() for t in (batch["clean"], batch["noisy"], enhanced))
+            self._scores.update(clean, out, noisy)
+
+    def on_validation_epoch_start(self) -> None:
+        self._scores = DenoiseScores(self.sample_rate, with_noisy=False)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        output = self.model(batch["noisy"])
+        loss = self.loss_fn(self.model, output, batch)["loss"]
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
+        self._score_batch(batch, output.enhanced, self.hparams.val_quality_items)
+
+    def on_validation_epoch_end(self) -> None:
+        summary = self._scores.summary()
+        for name in ("pesq", "stoi", "si_sdr"):
+            self.log(f"val/{name}", summary.get(name, float("nan")), prog_bar=name == "pesq")
+
+    def on_test_epoch_start(self) -> None:
+        self._scores = DenoiseScores(self.sample_rate, with_noisy=True)
+        self.examples = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        enhanced = self.model(batch["noisy"]).enhanced
+        self._score_batch(batch, enhanced, None)
+        for i, length in enumerate(batch["length"].tolist()):
+            if len(self.examples) < self.hparams.examples:
+                self.examples.append({name: t[i, :length].float().cpu().numpy() for name, t in
+                                      (("noisy", batch["noisy"]), ("enhanced", enhanced), ("clean", batch["clean"]))})
+
+    def on_test_epoch_end(self) -> None:
+        for name, value in self._scores.summary().items():
+            self.log(f"test/{name}", value)
+
+    # --- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.model.parameters(), **self.hparams.optimizer)
+        decay = self.hparams.lr_decay
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
+    """The trained denoiser of a speechcompress checkpoint, in eval mode on `device`."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        task = DenoiseTask.load_from_checkpoint(path, map_location=device, weights_only=False)
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path} is not a speechcompress denoiser checkpoint: {error}") from error
+    return task.model.eval()

@@ -1,0 +1,77 @@
+"""MLflow conventions: where the store is, how runs are named, what every run records."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import MLFlowLogger
+
+from speechcompress.config import PROJECT_ROOT, flatten
+
+LIBRARIES = ("torch", "torchaudio", "pytorch-lightning", "hydra-core", "mlflow", "torchmetrics", "numpy")
+RUN_ID_KEY = "mlflow_run_id"
+
+
+def tracking_uri(configured: str | None = None, root: Path = PROJECT_ROOT) -> str:
+    """`configured` (logger.tracking_uri), else $MLFLOW_TRACKING_URI, else SQLite under experiments/."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'experiments' / 'mlflow.db'}"
+
+
+def run_name(cfg: DictConfig) -> str:
+    """A readable recipe name such as `rnnoise-none-s1` or `rnnoise-sparsify-d0.30-s1`."""
+    model = cfg.model._target_.rsplit(".", 1)[-1].lower()
+    parts = [model, str(cfg.compression.get("name", "none"))]
+    if cfg.compression.get("density") is not None:
+        parts.append(f"d{float(cfg.compression.density):.2f}")
+    parts.append(f"s{cfg.seed}")
+    return "-".join(parts)
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_params() -> dict[str, str]:
+    params = {"env.git_commit": git_commit()}
+    for name in LIBRARIES:
+        try:
+            params[f"env.{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return params
+
+
+def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLogger:
+    """The run's MLflow logger; `resume_run_id` continues that run instead of starting one."""
+    artifacts = Path(cfg.logger.artifact_location).resolve()
+    return MLFlowLogger(
+        experiment_name=cfg.logger.experiment_name,
+        run_name=cfg.logger.run_name or run_name(cfg),
+        tracking_uri=tracking_uri(cfg.logger.tracking_uri),
+        artifact_location=artifacts.as_uri(),
+        run_id=resume_run_id,
+        tags={"speechcompress.experiment": str(cfg.name)},
+    )
+
+
+def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:
+    """The flattened resolved config plus git commit and library versions, as run params."""
+    params = {key: ("null" if value is None else value) for key, value in flatten(cfg).items()}
+    logger.log_hyperparams({**params, **environment_params()})
+
+
+class RunIdInCheckpoint(pl.Callback):
+    """Stores the MLflow run id in every checkpoint, so resuming from it continues the same run."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if isinstance(trainer.logger, MLFlowLogger):
+            checkpoint[RUN_ID_KEY] = trainer.logger.run_id

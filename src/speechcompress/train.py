@@ -1,0 +1,127 @@
+"""One run: build everything from the config, fit, test the best model, measure, log, summarise.
+
+    Hydra config → DataModule, Task(model), callbacks, MLflow logger → fit → test(best)
+                 → size and latency of the best model → MLflow params / metrics / artifacts → summary
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+from speechcompress.checkpoints import AtomicCheckpointIO
+from speechcompress.evaluation.measure import real_time_factor, size_report
+from speechcompress.tracking.examples import write_examples
+from speechcompress.tracking.mlflow import (
+    RUN_ID_KEY,
+    RunIdInCheckpoint,
+    build_logger,
+    log_config,
+    tracking_uri,
+)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """Hydra's job folder when launched by Hydra; otherwise a fresh folder under experiments/runs."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    return Path(cfg.paths.experiments_dir) / "runs" / str(cfg.name) / stamp
+
+
+def _resume_state(cfg: DictConfig) -> tuple[Path | None, str | None]:
+    if not cfg.resume:
+        return None, None
+    path = Path(cfg.resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={path}: no such checkpoint. Pass the path of a .ckpt file, e.g. "
+                                f"experiments/runs/<name>/<time>/checkpoints/last.ckpt")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return path, checkpoint.get(RUN_ID_KEY)
+
+
+def build_task(cfg: DictConfig) -> pl.LightningModule:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
+
+
+def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[list[pl.Callback], ModelCheckpoint]:
+    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best-{step}", monitor="val/loss", mode="min",
+                                 save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    compression = [instantiate(c) for c in (cfg.compression.get("callbacks") or {}).values()]
+    return [checkpoint, RunIdInCheckpoint(), LearningRateMonitor(logging_interval="step"), *compression], checkpoint
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train, test and measure one recipe; returns the metrics that were logged."""
+    pl.seed_everything(cfg.seed, workers=True)
+    resume_path, resume_run_id = _resume_state(cfg)
+    run_dir = resume_path.parent.parent if resume_path else output_dir(cfg)
+    checkpoint_dir = run_dir / "checkpoints"
+
+    datamodule = instantiate(cfg.data)
+    task = build_task(cfg)
+    logger = build_logger(cfg, resume_run_id)
+    if resume_run_id is None:
+        log_config(logger, cfg)
+    callbacks, checkpoint = build_callbacks(cfg, checkpoint_dir)
+    trainer = pl.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+                         default_root_dir=str(run_dir))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+
+    best_path = checkpoint.best_model_path or checkpoint.last_model_path
+    test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+    best_model = task.model
+    measured = {**size_report(best_model),
+                **real_time_factor(best_model, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)}
+    if trainer.is_global_zero:
+        logger.log_metrics(measured, step=trainer.global_step)
+        config_path = run_dir / "config.yaml"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, config_path, resolve=True)
+        client, run_id = logger.experiment, logger.run_id
+        client.log_artifact(run_id, str(config_path))
+        if best_path:
+            client.log_artifact(run_id, best_path, "checkpoints")
+        for path in write_examples(task.examples, task.sample_rate, run_dir / "examples"):
+            client.log_artifact(run_id, str(path), "examples")
+    metrics = {**{k: float(v) for k, v in test_metrics.items()}, **measured}
+    if trainer.is_global_zero:
+        print(summary(cfg, metrics, best_path, logger.run_id))
+    return metrics
+
+
+def summary(cfg: DictConfig, metrics: dict[str, float], checkpoint: str, run_id: str) -> str:
+    """The one screen a user reads at the end of a run."""
+    def fmt(name: str, digits: int = 3) -> str:
+        value = metrics.get(name, math.nan)
+        return f"{value:.{digits}f}"
+
+    lines = [
+        "",
+        f"── speechcompress run: {cfg.name} ──",
+        f"checkpoint      {checkpoint}",
+        f"MLflow run      {run_id}  (experiment {cfg.logger.experiment_name})",
+        f"MLflow UI       mlflow ui --backend-store-uri {tracking_uri(cfg.logger.tracking_uri)}",
+        "",
+        f"{'test split':<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}",
+    ]
+    for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
+        enhanced, noisy = metrics.get(f"test/{name}", math.nan), metrics.get(f"test/{name}_noisy", math.nan)
+        lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")
+    lines += [
+        f"PESQ errors     {int(metrics.get('test/pesq_errors', 0))} of {int(metrics.get('test/items', 0))} items",
+        "",
+        f"parameters      {int(metrics['size/params']):,} ({int(metrics['size/nonzero']):,} non-zero)",
+        f"checkpoint size {int(metrics['size/bytes_checkpoint']):,} bytes (fp32 weights)",
+        f"real-time factor {fmt('latency/rtf', 4)} on 1 CPU thread ({fmt('latency/ms_per_second', 1)} ms per second of audio)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Shared fixtures: composing the real configs, and one tiny model trained for real per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from speechcompress.config import CONFIG_DIR, register_resolvers
+
+register_resolvers()
+
+# Small enough to train in well under a minute on 2 cores, big enough to learn something.
+TINY = [
+    "model.cond_size=24", "model.gru_size=32",
+    "data.batch_size=16", "data.eval_batch_size=4",
+    "data.train.utterances=60", "data.train.noise_clips_per_kind=4", "data.train.babble_talkers=8",
+    "data.train.length=4000", "data.train.segment_seconds=1.0",
+    "data.val.utterances=8", "data.val.noise_clips_per_kind=2", "data.val.babble_talkers=4",
+    "data.val.length=8", "data.val.segment_seconds=2.0",
+    "data.test.utterances=8", "data.test.noise_clips_per_kind=2", "data.test.babble_talkers=4",
+    "task.val_quality_items=4", "task.lr_decay=0", "task.optimizer.lr=3e-3",
+    "trainer.max_steps=300", "trainer.val_check_interval=150", "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
+    "measure.latency_seconds=2", "measure.latency_repeats=2",
+]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def sandbox_overrides(root: Path) -> list[str]:
+    """Keep a test's data cache, runs and MLflow store inside its own temporary folder."""
+    return [
+        f"paths.data_dir={root / 'data'}",
+        f"paths.experiments_dir={root / 'experiments'}",
+        f"logger.tracking_uri=sqlite:///{root / 'experiments' / 'mlflow.db'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """Trains the tiny RNNoise for real through `speechcompress.train.run`; returns (cfg, metrics)."""
+    from speechcompress.train import run
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(root)])
+    metrics = run(cfg)
+    return cfg, metrics

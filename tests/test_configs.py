@@ -1,0 +1,44 @@
+import subprocess
+import sys
+
+import pytest
+from hydra.utils import instantiate
+
+from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
+
+from .conftest import compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_builds_its_model(experiment):
+    cfg = compose_config([f"+experiment={experiment}"])
+    assert cfg.name == experiment
+    model = instantiate(cfg.model)
+    assert model.sample_rate == cfg.data.sample_rate
+    assert str(cfg.paths.experiments_dir).startswith(str(PROJECT_ROOT))
+
+
+def test_folder_data_configs_compose():
+    for data in ("paired_folder", "dns_folder"):
+        cfg = compose_config(["+experiment=rnnoise", f"data={data}", "data.root=/corpus"])
+        assert cfg.data.test.clean_dir == "/corpus/test/clean"
+
+
+def _train(*overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train.py", *overrides], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_misspelled_key_gets_hydras_error():
+    result = _train("+experiment=rnnoise", "model.gru_sise=64")
+    assert result.returncode != 0
+    assert "Could not override 'model.gru_sise'" in result.stderr
+    assert "Traceback" not in result.stderr  # Hydra's message, not a traceback from deep inside
+
+
+def test_misspelled_group_gets_hydras_error():
+    result = _train("+experiment=rnnose")
+    assert result.returncode != 0
+    assert "Could not find 'experiment/rnnose'" in result.stderr

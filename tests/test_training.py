@@ -1,0 +1,54 @@
+"""A tiny RNNoise trained for real, end to end through train.run, checked against the MLflow store."""
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import TINY, compose_config, sandbox_overrides
+
+
+def test_training_improves_si_sdr_over_the_noisy_input(tiny_run):
+    _, metrics = tiny_run
+    assert metrics["test/si_sdr"] > metrics["test/si_sdr_noisy"] + 0.5
+    assert metrics["test/si_sdr_i"] == pytest.approx(metrics["test/si_sdr"] - metrics["test/si_sdr_noisy"])
+    assert metrics["test/items"] == 8
+
+
+def test_mlflow_store_holds_the_run(tiny_run):
+    cfg, _ = tiny_run
+    client = MlflowClient(cfg.logger.tracking_uri)
+    experiment = client.get_experiment_by_name("rnnoise")
+    (run,) = client.search_runs([experiment.experiment_id])
+    metrics = run.data.metrics
+    for name in ("test/pesq", "test/pesq_noisy", "test/stoi", "test/si_sdr_i", "size/params",
+                 "size/bytes_checkpoint", "latency/rtf", "val/loss", "train/loss"):
+        assert name in metrics, name
+    assert metrics["size/params"] > 1000
+    assert run.data.params["model.gru_size"] == "32"
+    assert run.data.params["env.torch"].startswith("2.11")
+    assert run.info.run_name == "rnnoise-none-s1"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"checkpoints", "examples", "config.yaml"} <= artifacts
+    (checkpoint,) = client.list_artifacts(run.info.run_id, "checkpoints")
+    assert checkpoint.path.endswith(".ckpt") and checkpoint.file_size > 10_000
+    examples = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "examples")}
+    assert {"example0_noisy.wav", "example0_enhanced.wav", "example0_clean.wav", "example0_spectrogram.png"} <= examples
+
+
+def test_resume_continues_the_same_mlflow_run(tiny_run, tmp_path):
+    from speechcompress.train import run
+
+    cfg, _ = tiny_run
+    runs_dir = Path(cfg.paths.experiments_dir) / "runs" / "rnnoise"
+    (last,) = runs_dir.glob("*/checkpoints/last.ckpt")
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (before,) = client.search_runs([client.get_experiment_by_name("rnnoise").experiment_id])
+    overrides = [o for o in TINY if not o.startswith("trainer.max_steps")]
+    resumed = compose_config(["+experiment=rnnoise", *overrides, "trainer.max_steps=330", f"resume={last}",
+                              *sandbox_overrides(Path(cfg.paths.experiments_dir).parent)])
+    run(resumed)
+    (after,) = client.search_runs([client.get_experiment_by_name("rnnoise").experiment_id])
+    assert after.info.run_id == before.info.run_id
+    steps = [m.step for m in client.get_metric_history(after.info.run_id, "train/loss")]
+    assert max(steps) >= 320 and not list(runs_dir.glob("*/checkpoints/*.tmp"))
