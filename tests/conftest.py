@@ -18,6 +18,7 @@ TINY = [
     "data.batch_size=16", "data.eval_batch_size=4",
     "data.train.utterances=60", "data.train.noise_clips_per_kind=4", "data.train.babble_talkers=8",
     "data.train.length=4000", "data.train.segment_seconds=1.0",
+    "data.train.snr_db=[-5,5]",  # (val and test follow) noisy enough that learning shows in SI-SDR
     "data.val.utterances=8", "data.val.noise_clips_per_kind=2", "data.val.babble_talkers=4",
     "data.val.length=8", "data.val.segment_seconds=2.0",
     "data.test.utterances=8", "data.test.noise_clips_per_kind=2", "data.test.babble_talkers=4",

@@ -10,7 +10,7 @@ from .conftest import TINY, compose_config, sandbox_overrides
 
 def test_training_improves_si_sdr_over_the_noisy_input(tiny_run):
     _, metrics = tiny_run
-    assert metrics["test/si_sdr"] > metrics["test/si_sdr_noisy"] + 0.5
+    assert metrics["test/si_sdr"] > metrics["test/si_sdr_noisy"] + 2.0
     assert metrics["test/si_sdr_i"] == pytest.approx(metrics["test/si_sdr"] - metrics["test/si_sdr_noisy"])
     assert metrics["test/items"] == 8
 

@@ -15,7 +15,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from speechcompress.checkpoints import AtomicCheckpointIO
 from speechcompress.evaluation.measure import real_time_factor, size_report
@@ -57,7 +57,7 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[list[pl.Call
     checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best-{step}", monitor="val/loss", mode="min",
                                  save_top_k=1, save_last=True, auto_insert_metric_name=False)
     compression = [instantiate(c) for c in (cfg.compression.get("callbacks") or {}).values()]
-    return [checkpoint, RunIdInCheckpoint(), LearningRateMonitor(logging_interval="step"), *compression], checkpoint
+    return [checkpoint, RunIdInCheckpoint(), *compression], checkpoint
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from speechcompress.data.audio import list_audio, read_audio
-from speechcompress.data.mixing import MixtureDataset, vad_labels
+from speechcompress.data.mixing import MixtureDataset, RandomDraws, vad_labels
 
 
 class AudioFolder:
@@ -53,8 +53,7 @@ class PairedFolderDataset(Dataset):
         self.pairs = paired_files(noisy_dir, clean_dir)
         self.sample_rate = sample_rate
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
-        self.fixed, self.seed = fixed, seed
-        self._rng = np.random.default_rng(seed)
+        self._generator = RandomDraws(seed, fixed)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -66,7 +65,7 @@ class PairedFolderDataset(Dataset):
         length = min(len(noisy), len(clean))
         noisy, clean = noisy[:length], clean[:length]
         if self.segment is not None:
-            rng = np.random.default_rng([self.seed, index]) if self.fixed else self._rng
+            rng = self._generator(index)
             start = int(rng.integers(0, max(1, length - self.segment + 1)))
             pad = max(0, self.segment - length)
             noisy = np.pad(noisy[start : start + self.segment], (0, pad))

@@ -6,7 +6,6 @@ mixtures; evaluation splits draw them from a fixed seed per item, so they never 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +46,26 @@ def _loop_to(rng: np.random.Generator, x: np.ndarray, length: int) -> np.ndarray
     return np.resize(np.roll(x, -int(rng.integers(len(x)))), length)
 
 
+class RandomDraws:
+    """The random generator for each item a dataset serves.
+
+    fixed=True: the same generator for an index every time (val/test never change).
+    fixed=False: a new one on every call; a call counter makes each epoch new, while the index
+    (distinct per DDP rank under its sampler) and the DataLoader worker seed keep processes apart.
+    """
+
+    def __init__(self, seed: int, fixed: bool) -> None:
+        self.seed, self.fixed = seed, fixed
+        self._calls = 0
+
+    def __call__(self, index: int) -> np.random.Generator:
+        if self.fixed:
+            return np.random.default_rng([self.seed, index])
+        self._calls += 1
+        worker = get_worker_info()
+        return np.random.default_rng([self.seed, worker.seed if worker else 0, index, self._calls])
+
+
 class MixtureDataset(Dataset):
     """Mixes `speech` with `noise` clips (anything indexable that returns float32 arrays).
 
@@ -73,22 +92,10 @@ class MixtureDataset(Dataset):
         self.length = length if length is not None else len(speech)
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
         self.snr_db, self.level_db = tuple(snr_db), tuple(level_db)
-        self.fixed, self.seed = fixed, seed
-        self._rng: np.random.Generator | None = None
-        self._rng_owner: tuple[int, int] | None = None
+        self._generator = RandomDraws(seed, fixed)
 
     def __len__(self) -> int:
         return self.length
-
-    def _generator(self, index: int) -> np.random.Generator:
-        if self.fixed:
-            return np.random.default_rng([self.seed, index])
-        # One stream per process: DataLoader workers get distinct seeds each epoch from torch.
-        worker = get_worker_info()
-        owner = (os.getpid(), worker.seed if worker else self.seed)
-        if self._rng is None or self._rng_owner != owner:
-            self._rng, self._rng_owner = np.random.default_rng(owner[1]), owner
-        return self._rng
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._generator(index)

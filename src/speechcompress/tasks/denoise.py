@@ -50,6 +50,7 @@ class DenoiseTask(pl.LightningModule):
         extra = callback_loss_terms(self, batch, output)
         loss = terms["loss"] + sum(extra.values())
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         for name, value in {**terms, **extra}.items():
             if name != "loss":
                 self.log(f"train/{name}", value, batch_size=batch["noisy"].shape[0])
