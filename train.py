@@ -1,9 +1,11 @@
 """Entry point: `python train.py +experiment=NAME [overrides]` (add -m for a sweep)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from speechcompress.config import register_resolvers
+from speechcompress.config import ConfigError, register_resolvers
 
 register_resolvers()
 
@@ -12,7 +14,11 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     from speechcompress.train import run  # imported late so `--help` and config errors stay fast
 
-    metrics = run(cfg)
+    try:
+        metrics = run(cfg)
+    except ConfigError as error:  # a setting that cannot work: say which and how to fix it, no traceback
+        print(f"\nerror: {error}", file=sys.stderr)
+        sys.exit(2)
     return metrics.get("test/pesq", float("nan"))
 
 

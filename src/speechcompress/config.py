@@ -29,3 +29,7 @@ def flatten(config: DictConfig | dict, prefix: str = "") -> dict[str, object]:
         else:
             flat[name] = value
     return flat
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the key and the fix. train.py prints it and exits."""

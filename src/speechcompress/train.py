@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from speechcompress.checkpoints import AtomicCheckpointIO
+from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.evaluation.measure import real_time_factor, size_report
 from speechcompress.tracking.examples import write_examples
 from speechcompress.tracking.mlflow import (
@@ -67,6 +68,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     run_dir = resume_path.parent.parent if resume_path else output_dir(cfg)
     checkpoint_dir = run_dir / "checkpoints"
 
+    config_path = run_dir / "config.yaml"  # written first, so tools like `sensitivity` find it beside any checkpoint
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, config_path, resolve=True)
+
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     logger = build_logger(cfg, resume_run_id)
@@ -84,11 +89,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 **real_time_factor(best_model, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)}
     if trainer.is_global_zero:
         logger.log_metrics(measured, step=trainer.global_step)
-        config_path = run_dir / "config.yaml"
-        config_path.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, config_path, resolve=True)
         client, run_id = logger.experiment, logger.run_id
         client.log_artifact(run_id, str(config_path))
+        client.log_artifact(run_id, str(write_size_csv(tensor_sizes(best_model), run_dir / "size_per_tensor.csv")))
         if best_path:
             client.log_artifact(run_id, best_path, "checkpoints")
         for path in write_examples(task.examples, task.sample_rate, run_dir / "examples"):
@@ -122,6 +125,8 @@ def summary(cfg: DictConfig, metrics: dict[str, float], checkpoint: str, run_id:
         "",
         f"parameters      {int(metrics['size/params']):,} ({int(metrics['size/nonzero']):,} non-zero)",
         f"checkpoint size {int(metrics['size/bytes_checkpoint']):,} bytes (fp32 weights)",
+        f"deployable size {int(metrics['size/bytes_sparse']):,} bytes fp32, {int(metrics['size/bytes_sparse_int8']):,} "
+        f"int8 (block-sparse where it pays; GRUs {int(metrics['size/bytes_sparse_gru']):,} fp32)",
         f"real-time factor {fmt('latency/rtf', 4)} on 1 CPU thread ({fmt('latency/ms_per_second', 1)} ms per second of audio)",
     ]
     return "\n".join(lines)

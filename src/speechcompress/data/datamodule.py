@@ -19,11 +19,14 @@ class AudioDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, sample_rate: int, train: DatasetFactory, val: DatasetFactory, test: DatasetFactory,
-                 batch_size: int = 32, eval_batch_size: int = 8, num_workers: int = 0) -> None:
+                 batch_size: int = 32, eval_batch_size: int = 8, num_workers: int = 0,
+                 shuffle_train: bool = False) -> None:
+        """shuffle_train: shuffle file order (folders); on-the-fly mixers draw their own items."""
         super().__init__()
         self.sample_rate = sample_rate
         self.factories = {"train": train, "val": val, "test": test}
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.shuffle_train = shuffle_train
         self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
@@ -37,11 +40,15 @@ class AudioDataModule(pl.LightningDataModule):
         return self.datasets[split]
 
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
-        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=train, drop_last=train,
-                          num_workers=self.num_workers, collate_fn=pad_collate,
+        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=train and self.shuffle_train,
+                          drop_last=train, num_workers=self.num_workers, collate_fn=pad_collate,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        draws = getattr(self.dataset("train"), "draws", None)
+        if draws is not None and self.trainer is not None:
+            # Continue the stream of fresh draws where a resumed run left off (exact with num_workers=0).
+            draws.calls = self.trainer.global_step * self.trainer.accumulate_grad_batches * self.batch_size
         return self._loader("train", self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -53,7 +53,7 @@ class PairedFolderDataset(Dataset):
         self.pairs = paired_files(noisy_dir, clean_dir)
         self.sample_rate = sample_rate
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
-        self._generator = RandomDraws(seed, fixed)
+        self.draws = RandomDraws(seed, fixed)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -65,7 +65,7 @@ class PairedFolderDataset(Dataset):
         length = min(len(noisy), len(clean))
         noisy, clean = noisy[:length], clean[:length]
         if self.segment is not None:
-            rng = self._generator(index)
+            rng = self.draws(index)
             start = int(rng.integers(0, max(1, length - self.segment + 1)))
             pad = max(0, self.segment - length)
             noisy = np.pad(noisy[start : start + self.segment], (0, pad))

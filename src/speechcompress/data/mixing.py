@@ -50,20 +50,22 @@ class RandomDraws:
     """The random generator for each item a dataset serves.
 
     fixed=True: the same generator for an index every time (val/test never change).
-    fixed=False: a new one on every call; a call counter makes each epoch new, while the index
-    (distinct per DDP rank under its sampler) and the DataLoader worker seed keep processes apart.
+    fixed=False: a new one per call, keyed by the number of calls so far, the DDP rank and the
+    DataLoader worker's seed, so processes never repeat each other. Setting `calls` from a restored
+    global step makes a resumed run draw exactly what the uninterrupted run would have.
     """
 
     def __init__(self, seed: int, fixed: bool) -> None:
         self.seed, self.fixed = seed, fixed
-        self._calls = 0
+        self.calls = 0
 
     def __call__(self, index: int) -> np.random.Generator:
         if self.fixed:
             return np.random.default_rng([self.seed, index])
-        self._calls += 1
+        self.calls += 1
         worker = get_worker_info()
-        return np.random.default_rng([self.seed, worker.seed if worker else 0, index, self._calls])
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        return np.random.default_rng([self.seed, rank, worker.seed if worker else 0, self.calls])
 
 
 class MixtureDataset(Dataset):
@@ -92,13 +94,13 @@ class MixtureDataset(Dataset):
         self.length = length if length is not None else len(speech)
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
         self.snr_db, self.level_db = tuple(snr_db), tuple(level_db)
-        self._generator = RandomDraws(seed, fixed)
+        self.draws = RandomDraws(seed, fixed)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = self._generator(index)
+        rng = self.draws(index)
         if self.segment is None:
             clean = np.asarray(self.speech[index % len(self.speech)], dtype=np.float32)
         else:

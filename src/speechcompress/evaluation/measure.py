@@ -9,19 +9,15 @@ import time
 import torch
 from torch import nn
 
+from speechcompress.compression.size import size_metrics, tensor_sizes
+
 
 def size_report(model: nn.Module) -> dict[str, float]:
-    """`size/params`, `size/nonzero`, `size/density` and `size/bytes_checkpoint` (fp32 state dict on disk)."""
-    params = sum(p.numel() for p in model.parameters())
-    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    """`size/*` of the deployable encoding (see compression.size) plus `size/bytes_checkpoint`,
+    the fp32 state dict as torch.save writes it."""
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    return {
-        "size/params": float(params),
-        "size/nonzero": float(nonzero),
-        "size/density": nonzero / max(params, 1),
-        "size/bytes_checkpoint": float(buffer.getbuffer().nbytes),
-    }
+    return {**size_metrics(tensor_sizes(model)), "size/bytes_checkpoint": float(buffer.getbuffer().nbytes)}
 
 
 @torch.no_grad()
