@@ -9,12 +9,12 @@ import torch
 from hydra.utils import instantiate
 
 from speechcompress.compression.blocks import block_mask
+from speechcompress.compression.masking import scheduled_density
 from speechcompress.compression.size import encoded_bytes, size_metrics, tensor_sizes
 from speechcompress.compression.sparsify import (
     XIPH_GATE_DENSITY,
     SparsifyCallback,
     gate_densities,
-    scheduled_density,
 )
 from speechcompress.config import PROJECT_ROOT, ConfigError
 from speechcompress.train import build_task

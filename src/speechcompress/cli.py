@@ -1,4 +1,4 @@
-"""`speechcompress enhance | evaluate`: use a trained checkpoint on your own audio."""
+"""`speechcompress enhance | evaluate | sensitivity`: use and study a trained checkpoint."""
 
 from __future__ import annotations
 
@@ -70,6 +70,48 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def sensitivity(args: argparse.Namespace) -> int:
+    import yaml
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from speechcompress.compression import sensitivity as study
+    from speechcompress.tasks.denoise import load_task
+
+    checkpoint = Path(args.checkpoint)
+    config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"no run config at {config}: pass --config with the config.yaml of the run "
+                                f"that wrote {checkpoint}")
+    task = load_task(checkpoint, args.device)
+    datamodule = instantiate(OmegaConf.load(config).data)
+    batches = []
+    for batch in datamodule.val_dataloader():
+        batches.append({k: v.to(args.device) for k, v in batch.items()})
+        if len(batches) >= args.max_batches:
+            break
+
+    def loss(model, batch):
+        return task.loss_fn(model, model(batch["noisy"]), batch)["loss"]
+
+    ratios = [float(r) for r in args.ratios.split(",")]
+    rows = study.sensitivity_analysis(task.model, batches, loss, ratios)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "sensitivity"
+    table = study.write_table(rows, out / "sensitivity.csv")
+    figure = study.plot(rows, out / "sensitivity.png")
+    print(f"{'tensor':<28}" + "".join(f"{r:>9.2f}" for r in ratios) + "   (validation loss increase, %)")
+    for name in dict.fromkeys(r["tensor"] for r in rows):
+        increases = [r["increase"] for r in rows if r["tensor"] == name and r["ratio"] > 0]
+        print(f"{name:<28}" + "".join(f"{100 * v:>9.1f}" for v in increases))
+    print(f"wrote {table} and {figure}")
+    if args.emit_ratios:
+        picked = study.pick_ratios(rows, args.tolerance)
+        Path(args.emit_ratios).write_text(yaml.safe_dump(picked, sort_keys=True))
+        print(f"wrote per-tensor sparsities within {100 * args.tolerance:.1f} % loss to {args.emit_ratios}; "
+              f"use them with compression=prune compression.ratios_file={args.emit_ratios}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechcompress", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("sensitivity", help="prune each tensor alone at several ratios; table, plot, ratios")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--config", help="the run's config.yaml (default: beside the checkpoints folder)")
+    p.add_argument("--ratios", default="0.25,0.5,0.75,0.9", help="comma-separated fractions to prune")
+    p.add_argument("--max-batches", type=int, default=8, help="validation batches to average the loss over")
+    p.add_argument("--out", help="folder for sensitivity.csv and .png (default: RUN/sensitivity)")
+    p.add_argument("--emit-ratios", help="write per-tensor sparsities (YAML) for compression.ratios_file")
+    p.add_argument("--tolerance", type=float, default=0.05, help="allowed relative loss increase per tensor")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=sensitivity)
     return parser
 
 

@@ -1,7 +1,7 @@
-"""One run: build everything from the config, fit, test the best model, measure, log, summarise.
+"""One run: build everything from the config, fit, test the resulting model, measure, log, summarise.
 
-    Hydra config → DataModule, Task(model), callbacks, MLflow logger → fit → test(best)
-                 → size and latency of the best model → MLflow params / metrics / artifacts → summary
+    Hydra config → DataModule, Task(model), callbacks, MLflow logger → fit → test(best, or final if compressed)
+                 → size and latency of that model → MLflow params / metrics / artifacts → summary
 """
 
 from __future__ import annotations
@@ -61,6 +61,19 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[list[pl.Call
     return [checkpoint, RunIdInCheckpoint(), *compression], checkpoint
 
 
+def _result_checkpoint(cfg: DictConfig, trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
+    """The checkpoint a run is judged by: the best by val/loss, or with compression on, the final model.
+
+    A compressed model is only finished once its schedule is; an earlier "best" checkpoint would be
+    denser than the recipe and report the wrong size.
+    """
+    if cfg.compression.get("callbacks"):
+        final = Path(checkpoint.dirpath) / "final.ckpt"
+        trainer.save_checkpoint(final)
+        return str(final)
+    return checkpoint.best_model_path or checkpoint.last_model_path
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test and measure one recipe; returns the metrics that were logged."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -82,23 +95,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
                          default_root_dir=str(run_dir))
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
 
-    best_path = checkpoint.best_model_path or checkpoint.last_model_path
-    test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
-    best_model = task.model
-    measured = {**size_report(best_model),
-                **real_time_factor(best_model, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)}
+    result_path = _result_checkpoint(cfg, trainer, checkpoint)
+    test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False)[0]
+    model = task.model
+    measured = {**size_report(model),
+                **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)}
     if trainer.is_global_zero:
         logger.log_metrics(measured, step=trainer.global_step)
         client, run_id = logger.experiment, logger.run_id
         client.log_artifact(run_id, str(config_path))
-        client.log_artifact(run_id, str(write_size_csv(tensor_sizes(best_model), run_dir / "size_per_tensor.csv")))
-        if best_path:
-            client.log_artifact(run_id, best_path, "checkpoints")
+        client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run_dir / "size_per_tensor.csv")))
+        client.log_artifact(run_id, result_path, "checkpoints")
         for path in write_examples(task.examples, task.sample_rate, run_dir / "examples"):
             client.log_artifact(run_id, str(path), "examples")
     metrics = {**{k: float(v) for k, v in test_metrics.items()}, **measured}
     if trainer.is_global_zero:
-        print(summary(cfg, metrics, best_path, logger.run_id))
+        print(summary(cfg, metrics, result_path, logger.run_id))
     return metrics
 
 

@@ -17,9 +17,9 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 
 def block_energy(matrix: torch.Tensor, block: tuple[int, int] = DEFAULT_BLOCK) -> torch.Tensor:
-    """Sum of squares of each block: [ceil(out/8), ceil(in/4)] (edges zero-padded)."""
+    """Sum of squares of each block: [ceil(out/8), ceil(in/4)] (edges zero-padded); differentiable."""
     rows, cols = block
-    padded = F.pad(matrix.detach().float(), (0, -matrix.shape[1] % cols, 0, -matrix.shape[0] % rows))
+    padded = F.pad(matrix.float(), (0, -matrix.shape[1] % cols, 0, -matrix.shape[0] % rows))
     blocks = padded.reshape(padded.shape[0] // rows, rows, padded.shape[1] // cols, cols)
     return blocks.square().sum(dim=(1, 3))
 

@@ -1,5 +1,6 @@
-"""What every pruning callback shares: masks over named parameters, applied after optimizer steps,
-kept in the callback's state so a checkpoint carries them and a resumed run continues with them."""
+"""What every pruning callback shares: a step schedule that ramps density from 1 to a target, masks
+over named parameters recomputed on that schedule and applied after optimizer steps, and the state
+(masks, last update) that a checkpoint carries so a resumed run continues exactly."""
 
 from __future__ import annotations
 
@@ -7,24 +8,88 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from speechcompress.config import ConfigError
 
-class MaskingCallback(pl.Callback):
-    """Subclasses decide when and how masks change (`update_masks`); this class keeps and applies them.
 
-    Masks live on the CPU in `self.masks` (parameter name → bool tensor); `self.enforce` says whether
-    they are re-applied after every optimizer step (True) or only when they are recomputed.
+def schedule_alpha(step: int, start: int, stop: int, exponent: float = 3.0) -> float:
+    """How dense the schedule still is: 1 up to `start`, 0 from `stop` on, ((stop−step)/(stop−start))^exponent between."""
+    if step <= start:
+        return 1.0
+    if step >= stop:
+        return 0.0
+    return ((stop - step) / (stop - start)) ** exponent
+
+
+def density_at(alpha: float, target: float) -> float:
+    """α + (1 − α)·target: dense at α = 1, `target` at α = 0."""
+    return alpha + (1.0 - alpha) * target
+
+
+def scheduled_density(step: int, start: int, stop: int, target: float, exponent: float = 3.0) -> float:
+    """1 before `start`, `target` from `stop` on, the cubic (by default) ramp in between."""
+    return density_at(schedule_alpha(step, start, stop, exponent), target)
+
+
+class ScheduledMaskCallback(pl.Callback):
+    """Recomputes masks every `interval` steps from `start` to `stop`, then keeps the final ones.
+
+    Subclasses implement `compute_masks(model, alpha)`, alpha being the schedule's position (1 dense,
+    0 at the target). `regrow` says whether pruned weights may grow back between two updates before
+    `stop` (xiph's sparsification) or stay pruned (prune, then fine-tune). Masks are CPU bool tensors.
     """
 
-    def __init__(self) -> None:
+    regrow = False
+    name = "compression"  # config prefix used in error messages
+
+    def __init__(self, start: float, stop: float, interval: int, exponent: float = 3.0,
+                 schedule: str = "absolute") -> None:
+        if schedule not in ("absolute", "relative"):
+            raise ConfigError(f"{self.name}.schedule must be 'absolute' or 'relative', got {schedule!r}")
+        self.start_setting, self.stop_setting = start, stop
+        self.interval, self.exponent, self.schedule = max(1, int(interval)), float(exponent), schedule
+        self.start = self.stop = 0
         self.masks: dict[str, torch.Tensor] = {}
-        self.enforce = False
+        self.last_update = -1
 
     # --- for subclasses -----------------------------------------------------------------------
-    def update_masks(self, step: int, model: nn.Module) -> bool:
-        """Recompute `self.masks` for `step` if due; return True when they changed."""
+    def compute_masks(self, model: nn.Module, alpha: float) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    # --- mechanics -----------------------------------------------------------------------------
+    # --- schedule -----------------------------------------------------------------------------
+    def resolve_schedule(self, total_steps: int) -> None:
+        """Turn start/stop into steps; refuse, before training, a run too short to reach the stop."""
+        what = type(self).__name__
+        if self.schedule == "relative":
+            if not 0 <= self.start_setting < self.stop_setting <= 1:
+                raise ConfigError(f"{what}: with schedule=relative, start < stop must be fractions in [0, 1]; "
+                                  f"got {self.start_setting} and {self.stop_setting}")
+            self.start = int(self.start_setting * total_steps)
+            self.stop = max(self.start + 1, int(self.stop_setting * total_steps))
+        else:
+            self.start, self.stop = int(self.start_setting), int(self.stop_setting)
+        if self.stop <= self.start:
+            raise ConfigError(f"{what}: the stop step ({self.stop}) must come after the start step ({self.start})")
+        if total_steps < self.stop:
+            raise ConfigError(
+                f"this run has {total_steps} optimizer steps but {what} works from step {self.start} to "
+                f"{self.stop}: the model would end {'dense' if total_steps <= self.start else 'half-compressed'}, "
+                f"far bigger than intended. Either train longer (trainer.max_steps={self.stop} or more), or "
+                f"set compression.schedule=relative and give start / stop as fractions of the run (e.g. 0.2 and 0.8)."
+            )
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.resolve_schedule(int(trainer.estimated_stepping_batches))
+
+    # --- masks ----------------------------------------------------------------------------------
+    def update_masks(self, step: int, model: nn.Module) -> bool:
+        """Recompute the masks if `step` is an update step; True when they changed."""
+        due = step == self.stop or (self.start <= step < self.stop and (step - self.start) % self.interval == 0)
+        if not due or step == self.last_update:
+            return False
+        self.masks = self.compute_masks(model, schedule_alpha(step, self.start, self.stop, self.exponent))
+        self.last_update = step
+        return True
+
     @torch.no_grad()
     def apply_masks(self, model: nn.Module) -> None:
         params = dict(model.named_parameters())
@@ -38,12 +103,14 @@ class MaskingCallback(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
         model = pl_module.model
         changed = self.update_masks(trainer.global_step, model)
-        if changed or self.enforce:
+        enforce = self.masks and (not self.regrow or self.last_update >= self.stop)
+        if changed or enforce:
             self.apply_masks(model)
         if self.masks:
             pl_module.log("compression/density", self.masked_density())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The masks are multiplied into the weights, so the pruning is permanent in what is saved."""
         if not self.masks:
             return
         self.apply_masks(pl_module.model)
@@ -52,8 +119,8 @@ class MaskingCallback(pl.Callback):
             trainer.logger.log_metrics(per_tensor, step=trainer.global_step)
 
     def state_dict(self) -> dict:
-        return {"masks": {name: mask.clone() for name, mask in self.masks.items()}, "enforce": self.enforce}
+        return {"masks": {name: mask.clone() for name, mask in self.masks.items()}, "last_update": self.last_update}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.masks = {name: mask.bool() for name, mask in state_dict["masks"].items()}
-        self.enforce = bool(state_dict["enforce"])
+        self.last_update = int(state_dict["last_update"])

@@ -11,31 +11,15 @@ from __future__ import annotations
 import fnmatch
 import math
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from speechcompress.compression.blocks import as_matrix, block_mask
-from speechcompress.compression.masking import MaskingCallback
+from speechcompress.compression.masking import ScheduledMaskCallback, density_at
 from speechcompress.config import ConfigError
 
 XIPH_GATE_DENSITY = {"r": 0.3, "z": 0.2, "n": 0.5}  # PyTorch's GRU row order is r, z, n
 _XIPH_MEAN = sum(XIPH_GATE_DENSITY.values()) / 3
-
-
-def schedule_alpha(step: int, start: int, stop: int, exponent: float = 3.0) -> float:
-    """How dense the schedule still is: 1 up to `start`, 0 from `stop` on, ((stop−step)/(stop−start))^exponent between."""
-    if step <= start:
-        return 1.0
-    if step >= stop:
-        return 0.0
-    return ((stop - step) / (stop - start)) ** exponent
-
-
-def scheduled_density(step: int, start: int, stop: int, target: float, exponent: float = 3.0) -> float:
-    """1 before `start`, `target` from `stop` on, the cubic (or `exponent`) ramp in between."""
-    alpha = schedule_alpha(step, start, stop, exponent)
-    return alpha + (1.0 - alpha) * target
 
 
 def gate_densities(density: float | None) -> dict[str, float]:
@@ -51,7 +35,10 @@ def gate_densities(density: float | None) -> dict[str, float]:
     return {gate: density ** (math.log(g) / math.log(_XIPH_MEAN)) for gate, g in XIPH_GATE_DENSITY.items()}
 
 
-class SparsifyCallback(MaskingCallback):
+class SparsifyCallback(ScheduledMaskCallback):
+    regrow = True  # xiph: pruned blocks may come back until sparsify_stop
+    name = "compression"
+
     def __init__(
         self,
         sparsify_start: float = 6000,
@@ -69,43 +56,12 @@ class SparsifyCallback(MaskingCallback):
         """`schedule`: "absolute" (start/stop are optimizer steps) or "relative" (fractions of the run).
         `layer_patterns`: fnmatch patterns of Linear/Conv weights (e.g. "dense_out.weight") sparsified
         to `layer_density` (default: `density`, or 0.5)."""
-        super().__init__()
-        if schedule not in ("absolute", "relative"):
-            raise ConfigError(f"compression.schedule must be 'absolute' or 'relative', got {schedule!r}")
-        self.start_setting, self.stop_setting = sparsify_start, sparsify_stop
-        self.interval, self.exponent, self.schedule = int(sparsify_interval), float(exponent), schedule
+        super().__init__(sparsify_start, sparsify_stop, sparsify_interval, exponent, schedule)
         self.gates = gate_densities(density)
         self.block = (int(block_rows), int(block_cols))
         self.keep_diagonal = keep_diagonal
         self.layer_patterns = list(layer_patterns or [])
         self.layer_density = layer_density if layer_density is not None else (density or 0.5)
-        self.start = self.stop = 0
-        self.last_update = -1
-
-    # --- schedule --------------------------------------------------------------------------------
-    def resolve_schedule(self, total_steps: int) -> None:
-        """Turn the configured start/stop into steps and refuse a run too short to reach the stop."""
-        if self.schedule == "relative":
-            if not 0 <= self.start_setting < self.stop_setting <= 1:
-                raise ConfigError(f"with compression.schedule=relative, sparsify_start < sparsify_stop must be "
-                                  f"fractions in [0, 1]; got {self.start_setting} and {self.stop_setting}")
-            self.start = int(self.start_setting * total_steps)
-            self.stop = max(self.start + 1, int(self.stop_setting * total_steps))
-        else:
-            self.start, self.stop = int(self.start_setting), int(self.stop_setting)
-        if self.stop <= self.start:
-            raise ConfigError(f"sparsify_stop ({self.stop}) must come after sparsify_start ({self.start})")
-        if total_steps < self.stop:
-            raise ConfigError(
-                f"this run has {total_steps} optimizer steps but sparsification runs from step {self.start} "
-                f"to {self.stop}: it would end {'dense' if total_steps <= self.start else 'half-sparsified'}, "
-                f"far bigger than intended. Either train longer (trainer.max_steps={self.stop} or more), or "
-                f"set compression.schedule=relative with compression.sparsify_start / sparsify_stop as "
-                f"fractions of the run (e.g. 0.2 and 0.8)."
-            )
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.resolve_schedule(int(trainer.estimated_stepping_batches))
 
     # --- masks -----------------------------------------------------------------------------------
     def targets(self, model: nn.Module) -> dict[str, tuple[nn.Parameter, dict[str, float] | float, bool]]:
@@ -125,34 +81,12 @@ class SparsifyCallback(MaskingCallback):
 
     def _mask_for(self, param: torch.Tensor, target, keep_diagonal: bool, alpha: float) -> torch.Tensor:
         """The mask of one parameter at schedule position `alpha` (1 dense … 0 at target)."""
-        def density(final: float) -> float:
-            return alpha + (1.0 - alpha) * final
-
         if isinstance(target, dict):  # a GRU weight: one mask per gate, stacked in r, z, n order
             gates = param.detach().chunk(3, dim=0)
-            return torch.cat([block_mask(g, density(target[k]), self.block, keep_diagonal)
+            return torch.cat([block_mask(g, density_at(alpha, target[k]), self.block, keep_diagonal)
                               for g, k in zip(gates, ("r", "z", "n"), strict=True)]).cpu()
         matrix = as_matrix(param.detach())
-        return block_mask(matrix, density(target), self.block, False).reshape(param.shape).cpu()
+        return block_mask(matrix, density_at(alpha, target), self.block, False).reshape(param.shape).cpu()
 
-    def update_masks(self, step: int, model: nn.Module) -> bool:
-        if step < self.start or step == self.last_update:
-            return False
-        if step < self.stop and (step - self.start) % self.interval:
-            return False
-        if step > self.stop and self.last_update >= self.stop:
-            self.enforce = True  # final masks, re-applied after every step
-            return False
-        alpha = schedule_alpha(step, self.start, self.stop, self.exponent)
-        self.masks = {name: self._mask_for(param, target, diag, alpha)
-                      for name, (param, target, diag) in self.targets(model).items()}
-        self.enforce = step >= self.stop
-        self.last_update = step
-        return True
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "last_update": self.last_update}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        self.last_update = int(state_dict["last_update"])
+    def compute_masks(self, model: nn.Module, alpha: float) -> dict[str, torch.Tensor]:
+        return {name: self._mask_for(param, target, diag, alpha) for name, (param, target, diag) in self.targets(model).items()}

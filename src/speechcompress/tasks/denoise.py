@@ -102,8 +102,8 @@ class DenoiseTask(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
-    """The trained denoiser of a speechcompress checkpoint, in eval mode on `device`."""
+def load_task(checkpoint: str | Path, device: str = "cpu") -> DenoiseTask:
+    """The DenoiseTask (model and loss) of a speechcompress checkpoint, in eval mode on `device`."""
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -111,4 +111,9 @@ def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
         task = DenoiseTask.load_from_checkpoint(path, map_location=device, weights_only=False)
     except (KeyError, TypeError, RuntimeError) as error:
         raise ValueError(f"{path} is not a speechcompress denoiser checkpoint: {error}") from error
-    return task.model.eval()
+    return task.eval()
+
+
+def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
+    """The trained denoiser of a speechcompress checkpoint, in eval mode on `device`."""
+    return load_task(checkpoint, device).model

@@ -50,6 +50,17 @@ def environment_params() -> dict[str, str]:
     return params
 
 
+def sweep_tags() -> dict[str, str]:
+    """In a Hydra multirun: the sweep's id (its output folder's name) and this job's number."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hydra_cfg = HydraConfig.get()
+    return {"speechcompress.sweep": Path(hydra_cfg.sweep.dir).name, "speechcompress.job": str(hydra_cfg.job.num)}
+
+
 def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLogger:
     """The run's MLflow logger; `resume_run_id` continues that run instead of starting one."""
     artifacts = Path(cfg.logger.artifact_location).resolve()
@@ -59,7 +70,7 @@ def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLog
         tracking_uri=tracking_uri(cfg.logger.tracking_uri),
         artifact_location=artifacts.as_uri(),
         run_id=resume_run_id,
-        tags={"speechcompress.experiment": str(cfg.name)},
+        tags={"speechcompress.experiment": str(cfg.name), **sweep_tags()},
     )
 
 
