@@ -135,3 +135,18 @@ def test_relative_schedule_follows_the_run_length():
     callback = SparsifyCallback(sparsify_start=0.25, sparsify_stop=0.75, schedule="relative")
     callback.resolve_schedule(400)
     assert (callback.start, callback.stop) == (100, 300)
+
+
+def test_linear_and_conv_layers_join_by_name_pattern():
+    from speechcompress.models.rnnoise import RNNoise
+
+    model = RNNoise(cond_size=16, gru_size=16)
+    plain = SparsifyCallback(density=0.5)
+    assert all(name.startswith("gru") for name in plain.targets(model))
+    extended = SparsifyCallback(density=0.5, layer_patterns=["conv2.weight", "dense_*.weight"], layer_density=0.25)
+    masks = extended.compute_masks(model, alpha=0.0)
+    assert {"conv2.weight", "dense_out.weight"} <= set(masks) and "conv1.weight" not in masks
+    assert masks["conv2.weight"].shape == model.conv2.weight.shape
+    assert float(masks["conv2.weight"].float().mean()) == pytest.approx(0.25, abs=0.05)
+    with pytest.raises(ConfigError, match="nothing to sparsify"):
+        SparsifyCallback(layer_patterns=["nope*"]).targets(torch.nn.Linear(4, 4))

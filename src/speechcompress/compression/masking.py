@@ -39,12 +39,11 @@ class ScheduledMaskCallback(pl.Callback):
     """
 
     regrow = False
-    name = "compression"  # config prefix used in error messages
 
     def __init__(self, start: float, stop: float, interval: int, exponent: float = 3.0,
                  schedule: str = "absolute") -> None:
         if schedule not in ("absolute", "relative"):
-            raise ConfigError(f"{self.name}.schedule must be 'absolute' or 'relative', got {schedule!r}")
+            raise ConfigError(f"compression.schedule must be 'absolute' or 'relative', got {schedule!r}")
         self.start_setting, self.stop_setting = start, stop
         self.interval, self.exponent, self.schedule = max(1, int(interval)), float(exponent), schedule
         self.start = self.stop = 0

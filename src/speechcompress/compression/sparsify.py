@@ -37,7 +37,6 @@ def gate_densities(density: float | None) -> dict[str, float]:
 
 class SparsifyCallback(ScheduledMaskCallback):
     regrow = True  # xiph: pruned blocks may come back until sparsify_stop
-    name = "compression"
 
     def __init__(
         self,
