@@ -13,20 +13,25 @@ from speechcompress.config import CONFIG_DIR, register_resolvers
 register_resolvers()
 
 # Small enough to train in well under a minute on 2 cores, big enough to learn something.
-TINY = [
-    "model.cond_size=24", "model.gru_size=32",
+TINY_RUN = [
     "data.batch_size=16", "data.eval_batch_size=4",
     "data.train.utterances=60", "data.train.noise_clips_per_kind=4", "data.train.babble_talkers=8",
     "data.train.length=4000", "data.train.segment_seconds=1.0",
-    "data.train.snr_db=[-5,5]",  # (val and test follow) noisy enough that learning shows in SI-SDR
     "data.val.utterances=8", "data.val.noise_clips_per_kind=2", "data.val.babble_talkers=4",
     "data.val.length=8", "data.val.segment_seconds=2.0",
     "data.test.utterances=8", "data.test.noise_clips_per_kind=2", "data.test.babble_talkers=4",
-    "task.val_quality_items=4", "task.lr_decay=0", "task.optimizer.lr=3e-3",
+    "task.lr_decay=0", "task.optimizer.lr=3e-3",
     "trainer.max_steps=300", "trainer.val_check_interval=150", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
     "measure.latency_seconds=2", "measure.latency_repeats=2",
 ]
+TINY = [
+    "model.cond_size=24", "model.gru_size=32", "task.val_quality_items=4",
+    "data.train.snr_db=[-5,5]",  # (val and test follow) noisy enough that learning shows in SI-SDR
+    *TINY_RUN,
+]
+TINY_FSMN = ["model.input_affine=48", "model.hidden=64", "model.proj=32", "model.layers=2", "model.output_affine=32"]
+TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2"]
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -52,3 +57,15 @@ def tiny_run(tmp_path_factory):
     cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(root)])
     metrics = run(cfg)
     return cfg, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_vad_run(tmp_path_factory):
+    """Trains a tiny FSMN-VAD for real; returns (cfg, metrics, best checkpoint)."""
+    from speechcompress.train import run
+
+    root = tmp_path_factory.mktemp("tiny_vad_run")
+    cfg = compose_config(["+experiment=fsmn_vad", *TINY_VAD, *sandbox_overrides(root)])
+    metrics = run(cfg)
+    (checkpoint,) = (root / "experiments" / "runs" / "fsmn_vad").glob("*/checkpoints/best-*.ckpt")
+    return cfg, metrics, checkpoint

@@ -1,4 +1,4 @@
-"""`speechcompress enhance | evaluate | sensitivity`: use and study a trained checkpoint."""
+"""`speechcompress enhance | vad | evaluate | sensitivity`: use and study a trained checkpoint."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm import tqdm
 from speechcompress.data.audio import AUDIO_SUFFIXES, list_audio, read_audio, write_audio
 from speechcompress.data.folders import paired_files
 from speechcompress.evaluation.metrics import DenoiseScores
-from speechcompress.inference import enhance_waveform
+from speechcompress.inference import enhance_waveform, speech_probabilities
 from speechcompress.tasks.denoise import load_denoiser
 
 
@@ -36,6 +36,44 @@ def enhance(args: argparse.Namespace) -> int:
         print(f"wrote {target}")
     else:
         raise FileNotFoundError(f"input {source} is neither an audio file nor a folder")
+    return 0
+
+
+def vad(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from speechcompress.tasks.vad import load_vad
+    from speechcompress.tasks.vad_segments import FRAME_SECONDS, speech_segments
+
+    task = load_vad(args.checkpoint, args.device)
+    config = task.segment_config if args.threshold is None else dataclasses.replace(task.segment_config,
+                                                                                     threshold=args.threshold)
+    source, target = Path(args.input), Path(args.output)
+    if source.is_dir():
+        files = [(path, path.relative_to(source)) for path in list_audio(source)]
+    elif source.is_file():
+        files = [(source, Path(source.name))]
+    else:
+        raise FileNotFoundError(f"input {source} is neither an audio file nor a folder")
+    for path, relative in tqdm(files, desc=f"detecting speech in {source}", unit="file", disable=len(files) < 2):
+        wave, rate = read_audio(path)
+        probabilities = speech_probabilities(task.model, wave, rate)
+        segments = speech_segments(probabilities, config)
+        stem = target / relative.with_suffix("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), probabilities.astype(np.float32))
+        report = {
+            "file": str(path),
+            "duration": round(len(wave) / rate, 3),
+            "frame_seconds": FRAME_SECONDS,
+            "threshold": config.threshold,
+            "segments": [segment.as_dict() for segment in segments],
+            "speech_seconds": round(sum(s.end - s.start for s in segments), 3),
+        }
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote segments (.json) and frame probabilities (.npy) for {len(files)} file(s) to {target}")
     return 0
 
 
@@ -76,7 +114,7 @@ def sensitivity(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from speechcompress.compression import sensitivity as study
-    from speechcompress.tasks.denoise import load_task
+    from speechcompress.tasks.base import load_task
 
     checkpoint = Path(args.checkpoint)
     config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"
@@ -91,11 +129,8 @@ def sensitivity(args: argparse.Namespace) -> int:
         if len(batches) >= args.max_batches:
             break
 
-    def loss(model, batch):
-        return task.loss_fn(model, model(batch["noisy"]), batch)["loss"]
-
     ratios = [float(r) for r in args.ratios.split(",")]
-    rows = study.sensitivity_analysis(task.model, batches, loss, ratios)
+    rows = study.sensitivity_analysis(task.model, batches, task.loss, ratios)
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "sensitivity"
     table = study.write_table(rows, out / "sensitivity.csv")
     figure = study.plot(rows, out / "sensitivity.png")
@@ -122,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="output .wav file, or a folder (mirrors the input folder's layout)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=enhance)
+
+    p = commands.add_parser("vad", help="speech segments (NAME.json) and 10 ms speech probabilities (NAME.npy)")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt of a VAD run (e.g. +experiment=fsmn_vad)")
+    p.add_argument("input", help="an audio file (any rate, any channels) or a folder of them")
+    p.add_argument("output", help="output folder (mirrors the input folder's layout)")
+    p.add_argument("--threshold", type=float, help="speech probability threshold (default: the run's task.segments)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=vad)
 
     p = commands.add_parser("evaluate", help="score a checkpoint on paired noisy/clean folders (JSON out)")
     p.add_argument("--checkpoint", required=True)

@@ -13,14 +13,17 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from speechcompress.checkpoints import AtomicCheckpointIO
+from speechcompress.compression.masking import ScheduledMaskCallback
 from speechcompress.compression.size import tensor_sizes, write_size_csv
+from speechcompress.config import ConfigError
 from speechcompress.evaluation.measure import real_time_factor, size_report
-from speechcompress.tracking.examples import write_examples
+from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
     RUN_ID_KEY,
     RunIdInCheckpoint,
@@ -49,7 +52,7 @@ def _resume_state(cfg: DictConfig) -> tuple[Path | None, str | None]:
     return path, checkpoint.get(RUN_ID_KEY)
 
 
-def build_task(cfg: DictConfig) -> pl.LightningModule:
+def build_task(cfg: DictConfig) -> SpeechTask:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     return instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
 
@@ -57,25 +60,53 @@ def build_task(cfg: DictConfig) -> pl.LightningModule:
 def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[list[pl.Callback], ModelCheckpoint]:
     checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best-{step}", monitor="val/loss", mode="min",
                                  save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    compression = [instantiate(c) for c in (cfg.compression.get("callbacks") or {}).values()]
+    try:
+        compression = [instantiate(c) for c in (cfg.compression.get("callbacks") or {}).values()]
+    except InstantiationException as error:  # a callback refused its settings: pass its own message on
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
     return [checkpoint, RunIdInCheckpoint(), *compression], checkpoint
 
 
-def _result_checkpoint(cfg: DictConfig, trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
-    """The checkpoint a run is judged by: the best by val/loss, or with compression on, the final model.
+def _result_checkpoint(trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
+    """The checkpoint a run is judged by: the best by val/loss, or with masks on, the final model.
 
-    A compressed model is only finished once its schedule is; an earlier "best" checkpoint would be
-    denser than the recipe and report the wrong size.
+    A sparsified or pruned model is only finished once its schedule is; an earlier "best"
+    checkpoint would be denser than the recipe and report the wrong size. Callbacks that only add
+    to the loss (distillation, group lasso) leave the best checkpoint a fair pick.
     """
-    if cfg.compression.get("callbacks"):
+    if any(isinstance(callback, ScheduledMaskCallback) for callback in trainer.callbacks):
         final = Path(checkpoint.dirpath) / "final.ckpt"
         trainer.save_checkpoint(final)
         return str(final)
     return checkpoint.best_model_path or checkpoint.last_model_path
 
 
+def _missing_keys(node, prefix: str = "") -> list[str]:
+    """Keys left at `???` (OmegaConf's "must be set"), read without resolving interpolations."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return []
+    missing = []
+    for key, value in items:
+        missing += [f"{prefix}{key}"] if value == "???" else _missing_keys(value, f"{prefix}{key}.")
+    return missing
+
+
+def _refuse_missing(cfg: DictConfig) -> None:
+    missing = _missing_keys(OmegaConf.to_container(cfg, resolve=False))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set for this recipe: add {missing[0]}=... to the command "
+                          f"line (the comment beside it in conf/ says what it takes)")
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test and measure one recipe; returns the metrics that were logged."""
+    _refuse_missing(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     resume_path, resume_run_id = _resume_state(cfg)
     run_dir = resume_path.parent.parent if resume_path else output_dir(cfg)
@@ -87,15 +118,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
+    callbacks, checkpoint = build_callbacks(cfg, checkpoint_dir)  # before MLflow: a refused setting leaves no run
     logger = build_logger(cfg, resume_run_id)
     if resume_run_id is None:
         log_config(logger, cfg)
-    callbacks, checkpoint = build_callbacks(cfg, checkpoint_dir)
     trainer = pl.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
 
-    result_path = _result_checkpoint(cfg, trainer, checkpoint)
+    result_path = _result_checkpoint(trainer, checkpoint)
     test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False)[0]
     model = task.model
     measured = {**size_report(model),
@@ -106,39 +137,32 @@ def run(cfg: DictConfig) -> dict[str, float]:
         client.log_artifact(run_id, str(config_path))
         client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run_dir / "size_per_tensor.csv")))
         client.log_artifact(run_id, result_path, "checkpoints")
-        for path in write_examples(task.examples, task.sample_rate, run_dir / "examples"):
+        for path in task.write_examples(run_dir / "examples"):
             client.log_artifact(run_id, str(path), "examples")
     metrics = {**{k: float(v) for k, v in test_metrics.items()}, **measured}
     if trainer.is_global_zero:
-        print(summary(cfg, metrics, result_path, logger.run_id))
+        print(summary(cfg, task, metrics, result_path, logger.run_id))
     return metrics
 
 
-def summary(cfg: DictConfig, metrics: dict[str, float], checkpoint: str, run_id: str) -> str:
+def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkpoint: str, run_id: str) -> str:
     """The one screen a user reads at the end of a run."""
-    def fmt(name: str, digits: int = 3) -> str:
-        value = metrics.get(name, math.nan)
-        return f"{value:.{digits}f}"
-
-    lines = [
+    rtf = metrics.get("latency/rtf", math.nan)
+    sizes = (f"deployable size {int(metrics['size/bytes_sparse']):,} bytes fp32, "
+             f"{int(metrics['size/bytes_sparse_int8']):,} int8 (block-sparse where it pays")
+    if metrics.get("size/bytes_sparse_gru"):
+        sizes += f"; GRUs {int(metrics['size/bytes_sparse_gru']):,} fp32"
+    return "\n".join([
         "",
         f"── speechcompress run: {cfg.name} ──",
         f"checkpoint      {checkpoint}",
         f"MLflow run      {run_id}  (experiment {cfg.logger.experiment_name})",
         f"MLflow UI       mlflow ui --backend-store-uri {tracking_uri(cfg.logger.tracking_uri)}",
         "",
-        f"{'test split':<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}",
-    ]
-    for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
-        enhanced, noisy = metrics.get(f"test/{name}", math.nan), metrics.get(f"test/{name}_noisy", math.nan)
-        lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")
-    lines += [
-        f"PESQ errors     {int(metrics.get('test/pesq_errors', 0))} of {int(metrics.get('test/items', 0))} items",
+        *task.summary_lines(metrics),
         "",
         f"parameters      {int(metrics['size/params']):,} ({int(metrics['size/nonzero']):,} non-zero)",
         f"checkpoint size {int(metrics['size/bytes_checkpoint']):,} bytes (fp32 weights)",
-        f"deployable size {int(metrics['size/bytes_sparse']):,} bytes fp32, {int(metrics['size/bytes_sparse_int8']):,} "
-        f"int8 (block-sparse where it pays; GRUs {int(metrics['size/bytes_sparse_gru']):,} fp32)",
-        f"real-time factor {fmt('latency/rtf', 4)} on 1 CPU thread ({fmt('latency/ms_per_second', 1)} ms per second of audio)",
-    ]
-    return "\n".join(lines)
+        sizes + ")",
+        f"real-time factor {rtf:.4f} on 1 CPU thread ({1000 * rtf:.1f} ms per second of audio)",
+    ])

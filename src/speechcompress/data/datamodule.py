@@ -39,6 +39,16 @@ class AudioDataModule(pl.LightningDataModule):
             self.datasets[split] = self.factories[split](sample_rate=self.sample_rate)
         return self.datasets[split]
 
+    def peek(self, split: str, count: int) -> list[dict]:
+        """Up to `count` items of a split (for statistics such as CMVN), leaving its training draws untouched."""
+        dataset = self.dataset(split)
+        draws = getattr(dataset, "draws", None)
+        calls = draws.calls if draws is not None else 0
+        items = [dataset[i] for i in range(min(count, len(dataset)))]
+        if draws is not None:
+            draws.calls = calls  # the training stream starts where it would have without the peek
+        return items
+
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
         return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=train and self.shuffle_train,
                           drop_last=train, num_workers=self.num_workers, collate_fn=pad_collate,

@@ -73,6 +73,8 @@ class MixtureDataset(Dataset):
 
     fixed=True: item i is always the same mixture (val/test); fixed=False: fresh draws (train).
     segment_seconds=None keeps whole utterances (one item per utterance) instead of crops.
+    noise_only: the share of items that are noise alone (clean all zeros, labels all 0), which
+    teach a VAD not to fire on noise and measure how often it does.
     """
 
     def __init__(
@@ -86,9 +88,13 @@ class MixtureDataset(Dataset):
         level_db: tuple[float, float] = (-35.0, -15.0),
         fixed: bool = False,
         seed: int = 0,
+        noise_only: float = 0.0,
     ) -> None:
         if len(speech) == 0 or len(noise) == 0:
             raise ValueError("MixtureDataset needs at least one speech clip and one noise clip")
+        if not 0.0 <= noise_only <= 1.0:
+            raise ValueError(f"noise_only is a share of items, between 0 and 1; got {noise_only}")
+        self.noise_only = noise_only
         self.speech, self.noise = speech, noise
         self.sample_rate = sample_rate
         self.length = length if length is not None else len(speech)
@@ -106,9 +112,13 @@ class MixtureDataset(Dataset):
         else:
             clean = _crop_or_pad(rng, self.speech[int(rng.integers(len(self.speech)))], self.segment)
         noise = _loop_to(rng, np.asarray(self.noise[int(rng.integers(len(self.noise)))], np.float32), len(clean))
+        snr_db = rng.uniform(*self.snr_db)
+        if self.noise_only and rng.uniform() < self.noise_only:  # no draw at all when off: mixtures stay as they were
+            clean = np.zeros_like(clean)
         labels = vad_labels(clean, self.sample_rate)
-        active = np.repeat(labels, int(round(self.sample_rate * VAD_FRAME_SECONDS)))[: len(clean)] > 0
-        noise = mix_at_snr(clean, noise, rng.uniform(*self.snr_db), active)
+        if labels.any():
+            active = np.repeat(labels, int(round(self.sample_rate * VAD_FRAME_SECONDS)))[: len(clean)] > 0
+            noise = mix_at_snr(clean, noise, snr_db, active)
         noisy = clean + noise
         gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(noisy**2)) + 1e-9)
         gain = min(gain, 0.99 / (np.abs(noisy).max() + 1e-9))  # never clip

@@ -63,6 +63,10 @@ class RNNoise(nn.Module):
         self.dense_out = nn.Linear(4 * gru_size, n_bands)
         self.vad_dense = nn.Linear(4 * gru_size, 1)
 
+    def input_config(self) -> dict[str, float]:
+        """What a teacher must share with this model to be distilled into it: the same inputs and bands."""
+        return {"sample_rate": self.sample_rate, "hop": self.hop, "n_bands": self.n_bands, "n_deltas": self.n_deltas}
+
     # --- signal side -------------------------------------------------------------------------
     def band_energy(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex [B, F, bins] → band energies [B, F, n_bands] on the int16 scale."""

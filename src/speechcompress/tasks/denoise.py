@@ -7,20 +7,20 @@ input alike, and keeps a few examples for the run's artifacts.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import nn
 
 from speechcompress.evaluation.metrics import DenoiseScores
-from speechcompress.tasks.loss_terms import callback_loss_terms
+from speechcompress.tasks.base import SpeechTask, load_task
+from speechcompress.tracking.examples import write_examples
 
 
-class DenoiseTask(pl.LightningModule):
+class DenoiseTask(SpeechTask):
     def __init__(
         self,
         model: dict,
@@ -44,17 +44,13 @@ class DenoiseTask(pl.LightningModule):
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy).enhanced
 
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], output=None) -> torch.Tensor:
+        output = output if output is not None else model(batch["noisy"])
+        return self.loss_fn(model, output, batch)["loss"]
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         output = self.model(batch["noisy"])
-        terms = self.loss_fn(self.model, output, batch)
-        extra = callback_loss_terms(self, batch, output)
-        loss = terms["loss"] + sum(extra.values())
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-        for name, value in {**terms, **extra}.items():
-            if name != "loss":
-                self.log(f"train/{name}", value, batch_size=batch["noisy"].shape[0])
-        return loss
+        return self.log_training_loss(batch, output, self.loss_fn(self.model, output, batch))
 
     # --- evaluation ----------------------------------------------------------------------------
     def _score_batch(self, batch: dict[str, torch.Tensor], enhanced: torch.Tensor, limit: int | None) -> None:
@@ -69,7 +65,7 @@ class DenoiseTask(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         output = self.model(batch["noisy"])
-        loss = self.loss_fn(self.model, output, batch)["loss"]
+        loss = self.loss(self.model, batch, output)
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
         self._score_batch(batch, output.enhanced, self.hparams.val_quality_items)
 
@@ -94,26 +90,19 @@ class DenoiseTask(pl.LightningModule):
         for name, value in self._scores.summary().items():
             self.log(f"test/{name}", value)
 
-    # --- optimisation ----------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.model.parameters(), **self.hparams.optimizer)
-        decay = self.hparams.lr_decay
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+    # --- reporting ----------------------------------------------------------------------------------
+    def summary_lines(self, metrics: dict[str, float]) -> list[str]:
+        lines = [f"{'test split':<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}"]
+        for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
+            enhanced, noisy = metrics.get(f"test/{name}", math.nan), metrics.get(f"test/{name}_noisy", math.nan)
+            lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")
+        lines.append(f"PESQ errors     {int(metrics.get('test/pesq_errors', 0))} of {int(metrics.get('test/items', 0))} items")
+        return lines
 
-
-def load_task(checkpoint: str | Path, device: str = "cpu") -> DenoiseTask:
-    """The DenoiseTask (model and loss) of a speechcompress checkpoint, in eval mode on `device`."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        task = DenoiseTask.load_from_checkpoint(path, map_location=device, weights_only=False)
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise ValueError(f"{path} is not a speechcompress denoiser checkpoint: {error}") from error
-    return task.eval()
+    def write_examples(self, folder: Path) -> list[Path]:
+        return write_examples(self.examples, self.sample_rate, folder)
 
 
 def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
     """The trained denoiser of a speechcompress checkpoint, in eval mode on `device`."""
-    return load_task(checkpoint, device).model
+    return load_task(checkpoint, device, DenoiseTask).model

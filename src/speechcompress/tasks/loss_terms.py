@@ -1,7 +1,9 @@
 """The one protocol through which callbacks (distillation, group lasso) add to a task's loss.
 
 A task never knows which compression is on: in `training_step` it asks every callback that has
-`loss_terms(task, batch, output)` for named terms and adds them to its own loss.
+`loss_terms(task, batch, output)` for named terms and adds them to its own loss. A callback that
+replaces part of the task's loss (distillation: (1 − α) · CE + α · KD) also sets
+`task_loss_weight`; the task's own loss is multiplied by it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ class LossTermProvider(Protocol):
         ...
 
 
-def callback_loss_terms(task: pl.LightningModule, batch: dict, output: Any) -> dict[str, torch.Tensor]:
-    terms: dict[str, torch.Tensor] = {}
+def combine_losses(task: pl.LightningModule, batch: dict, output: Any, task_loss: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training loss: the task's own loss, weighted as the callbacks ask, plus their terms."""
+    weight, terms = 1.0, {}
     for callback in task.trainer.callbacks:
         if isinstance(callback, LossTermProvider):
             terms.update(callback.loss_terms(task, batch, output))
-    return terms
+            weight *= getattr(callback, "task_loss_weight", 1.0)
+    return weight * task_loss + sum(terms.values()), terms

@@ -1,0 +1,75 @@
+"""What every task shares: AdamW with xiph's decaying learning rate, the training loss with the
+callbacks' terms, and a checkpoint that names its task class so `load_task` can rebuild it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_class
+
+from speechcompress.tasks.loss_terms import combine_losses
+
+TASK_CLASS_KEY = "speechcompress_task_class"
+_BEFORE_THE_KEY = "speechcompress.tasks.denoise.DenoiseTask"  # checkpoints written before it existed
+
+
+class SpeechTask(pl.LightningModule):
+    """Subclasses save `optimizer` (AdamW arguments) and `lr_decay` among their hyperparameters."""
+
+    sample_rate: int
+
+    def log_training_loss(self, batch: dict[str, torch.Tensor], output: Any, terms: dict[str, torch.Tensor]
+                          ) -> torch.Tensor:
+        """`terms["loss"]` combined with the callbacks' terms; logs every part under train/."""
+        loss, extra = combine_losses(self, batch, output, terms["loss"])
+        size = batch["noisy"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        for name, value in {**terms, **extra}.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, batch_size=size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.model.parameters(), **self.hparams.optimizer)
+        decay = self.hparams.lr_decay
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TASK_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], output: Any = None) -> torch.Tensor:
+        """The task's own loss of `model` on `batch` (from `output`, if already computed)."""
+        raise NotImplementedError
+
+    def summary_lines(self, metrics: dict[str, float]) -> list[str]:
+        """The quality part of the end-of-run summary."""
+        raise NotImplementedError
+
+    def write_examples(self, folder: Path) -> list[Path]:
+        """Files that let a person judge the model by ear or eye; returns them."""
+        raise NotImplementedError
+
+
+def load_task(checkpoint: str | Path, device: str = "cpu", expected: type[SpeechTask] = SpeechTask) -> SpeechTask:
+    """The task (model and loss) of a speechcompress checkpoint, in eval mode on `device`."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        task_class = get_class(saved.get(TASK_CLASS_KEY, _BEFORE_THE_KEY))
+    except Exception as error:  # any unreadable file: say which one
+        raise ValueError(f"{path} is not a speechcompress checkpoint: {error}") from error
+    if not issubclass(task_class, expected):
+        raise ValueError(f"{path} holds a {task_class.__name__}, but this needs a {expected.__name__}: "
+                         f"pass a checkpoint of the other kind of run")
+    try:
+        task = task_class.load_from_checkpoint(path, map_location=device, weights_only=False)
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path} is not a speechcompress {task_class.__name__} checkpoint: {error}") from error
+    return task.eval()

@@ -1,0 +1,154 @@
+"""VADTask: trains any frame classifier (`model(noisy [B, T]) -> output with .logits [B, F, classes]`).
+
+The loss is cross-entropy against the 10 ms labels of the clean speech, over each item's own
+frames. CMVN statistics are estimated from training items once, before the first step, and kept
+in the model's buffers. Validation and test report frame F1 / precision / recall / AUC / DCF, the
+false-alarm rate on noise-only items and segment precision / recall after post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+
+from speechcompress.evaluation.vad_metrics import VADScores
+from speechcompress.tasks.base import SpeechTask, load_task
+from speechcompress.tasks.vad_segments import SegmentConfig
+from speechcompress.tracking.examples import write_vad_examples
+
+
+def frame_mask(model: nn.Module, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B, frames] True where a frame lies inside its item (items are zero-padded to the longest)."""
+    valid = torch.tensor([model.frames(int(n)) for n in lengths], device=lengths.device)
+    return torch.arange(frames, device=lengths.device)[None, :] < valid[:, None]
+
+
+class VADTask(SpeechTask):
+    def __init__(
+        self,
+        model: dict,
+        optimizer: dict,
+        lr_decay: float = 0.0,
+        segments: dict | None = None,
+        collar: float = 0.25,
+        cmvn_items: int = 256,
+        examples: int = 3,
+    ) -> None:
+        """`model` is a Hydra config kept in the checkpoint. `segments` configures post-processing
+        (SegmentConfig; its threshold is also the frame decision threshold); `collar` is the
+        tolerance in seconds of segment matching; `cmvn_items` training items estimate CMVN."""
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: nn.Module = instantiate(model)
+        self.sample_rate: int = self.model.sample_rate
+        self.segment_config = SegmentConfig(**(segments or {}))
+        self.examples: list[dict[str, np.ndarray]] = []
+        self._scores: VADScores | None = None
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.model(noisy).speech_probability()
+
+    def _aligned(self, batch: dict[str, torch.Tensor], logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        frames = min(logits.shape[1], batch["vad"].shape[1])
+        mask = frame_mask(self.model, batch["length"], frames)
+        return logits[:, :frames], batch["vad"][:, :frames], mask
+
+    def valid_logits(self, batch: dict[str, torch.Tensor], output) -> torch.Tensor:
+        """[N, classes] logits of the frames that lie inside their items (what losses average over)."""
+        logits, _, mask = self._aligned(batch, output.logits)
+        return logits[mask]
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], output=None) -> torch.Tensor:
+        """Frame cross-entropy of `model` on `batch` (its output, if already computed)."""
+        output = output if output is not None else model(batch["noisy"])
+        _, labels, mask = self._aligned(batch, output.logits)
+        return F.cross_entropy(self.valid_logits(batch, output), labels[mask].long())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        output = self.model(batch["noisy"])
+        return self.log_training_loss(batch, output, {"loss": self.loss(self.model, batch, output)})
+
+    # --- CMVN, once per model ----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        cmvn = getattr(self.model, "cmvn", None)
+        if cmvn is None or cmvn.fitted:  # restored from a checkpoint, or a model without one
+            return
+        datamodule = self.trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "peek"):
+            raise ValueError("VADTask estimates CMVN from training items: train it with an AudioDataModule")
+        items = datamodule.peek("train", self.hparams.cmvn_items)
+        features = [self.model.fbank(item["noisy"][None].to(self.device))[0] for item in items]
+        cmvn.fit(torch.cat(features))
+        # every DDP rank drew different items: all take rank 0's statistics
+        for buffer in (cmvn.mean, cmvn.inv_std, cmvn.frames):
+            buffer.copy_(self.trainer.strategy.broadcast(buffer.clone(), src=0))
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def _new_scores(self) -> VADScores:
+        return VADScores(self.segment_config.threshold, self.segment_config, self.hparams.collar)
+
+    def _score_batch(self, batch: dict[str, torch.Tensor], output) -> None:
+        logits, labels, mask = self._aligned(batch, output.logits)
+        probabilities = logits.softmax(-1)[..., 1]
+        for i in range(len(labels)):
+            valid = mask[i]
+            item = (probabilities[i, valid].float().cpu().numpy(), labels[i, valid].cpu().numpy())
+            self._scores.update(*item)
+            if self.trainer.testing and len(self.examples) < self.hparams.examples:
+                noisy = batch["noisy"][i, : batch["length"][i]].float().cpu().numpy()
+                self.examples.append({"noisy": noisy, "probability": item[0], "labels": item[1]})
+
+    def on_validation_epoch_start(self) -> None:
+        self._scores = self._new_scores()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        output = self.model(batch["noisy"])
+        self.log("val/loss", self.loss(self.model, batch, output), prog_bar=True, batch_size=batch["noisy"].shape[0])
+        self._score_batch(batch, output)
+
+    def on_validation_epoch_end(self) -> None:
+        summary = self._scores.summary()
+        for name in ("f1", "auc", "dcf"):
+            self.log(f"val/{name}", summary.get(name, math.nan), prog_bar=name == "f1")
+
+    def on_test_epoch_start(self) -> None:
+        self._scores = self._new_scores()
+        self.examples = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._score_batch(batch, self.model(batch["noisy"]))
+
+    def on_test_epoch_end(self) -> None:
+        for name, value in self._scores.summary().items():
+            self.log(f"test/{name}", value)
+
+    # --- reporting ----------------------------------------------------------------------------------
+    def summary_lines(self, metrics: dict[str, float]) -> list[str]:
+        def get(name: str) -> float:
+            return metrics.get(f"test/{name}", math.nan)
+
+        return [
+            f"test split      {int(get('items'))} items, {int(get('noise_items'))} of them noise only",
+            f"frame F1        {get('f1'):.4f}  (precision {get('precision'):.4f}, recall {get('recall'):.4f}, "
+            f"threshold {self.segment_config.threshold})",
+            f"ROC-AUC         {get('auc'):.4f}",
+            f"DCF             {get('dcf'):.4f}  (0.25 × false alarms {get('false_alarm_rate'):.4f} "
+            f"+ 0.75 × misses {get('miss_rate'):.4f})",
+            f"noise-only FA   {get('noise_false_alarm'):.4f} of frames called speech",
+            f"segments        precision {get('segment_precision'):.3f}, recall {get('segment_recall'):.3f} "
+            f"(collar {self.hparams.collar} s)",
+        ]
+
+    def write_examples(self, folder: Path) -> list[Path]:
+        return write_vad_examples(self.examples, self.sample_rate, self.segment_config, folder)
+
+
+def load_vad(checkpoint: str | Path, device: str = "cpu") -> VADTask:
+    """The VADTask (model and post-processing config) of a speechcompress checkpoint, in eval mode."""
+    return load_task(checkpoint, device, VADTask)
