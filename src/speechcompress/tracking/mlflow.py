@@ -23,11 +23,13 @@ def tracking_uri(configured: str | None = None, root: Path = PROJECT_ROOT) -> st
 
 
 def run_name(cfg: DictConfig) -> str:
-    """A readable recipe name such as `rnnoise-none-s1` or `rnnoise-sparsify-d0.30-s1`."""
+    """A readable recipe name such as `rnnoise-none-s1`, `rnnoise-sparsify-d0.30-s1` or `fsmnvad-distill-T2.0-a0.5-s1`."""
     model = cfg.model._target_.rsplit(".", 1)[-1].lower()
     parts = [model, str(cfg.compression.get("name", "none"))]
     if cfg.compression.get("density") is not None:
         parts.append(f"d{float(cfg.compression.density):.2f}")
+    if cfg.compression.get("tag"):  # a recipe's own distinguishing settings, e.g. T2.0-a0.5
+        parts.append(str(cfg.compression.tag))
     parts.append(f"s{cfg.seed}")
     return "-".join(parts)
 
