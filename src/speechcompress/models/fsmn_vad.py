@@ -102,7 +102,8 @@ class FSMNVAD(nn.Module):
         return self.output(x)
 
     def forward(self, noisy: torch.Tensor) -> VADOutput:
-        with torch.no_grad():
+        # log energies in fp32 even under mixed precision: fp16 would round the quiet frames away
+        with torch.no_grad(), torch.autocast(noisy.device.type, enabled=False):
             features = self.fbank(noisy)
         return VADOutput(self._network(features))
 
