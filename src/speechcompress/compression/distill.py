@@ -118,7 +118,7 @@ class DistillCallback(pl.Callback):
 
     def loss_terms(self, task: SpeechTask, batch: dict[str, torch.Tensor], output: Any) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            teacher_output = self.teacher.model(batch["noisy"])
+            teacher_output = self._teacher_output(batch, output)
         if hasattr(task, "valid_logits"):
             student_logits, teacher_logits = task.valid_logits(batch, output), task.valid_logits(batch, teacher_output)
             term = distillation_kl(student_logits, teacher_logits, self.temperature)
@@ -126,6 +126,14 @@ class DistillCallback(pl.Callback):
             student, target = self._matched(output), self._matched(teacher_output)
             term = F.l1_loss(student, target) if self.distance == "l1" else F.mse_loss(student, target)
         return {"distill": self.alpha * term}
+
+    def _teacher_output(self, batch: dict[str, torch.Tensor], output: Any) -> Any:
+        """The teacher on the same batch. Its inputs were checked equal to the student's, so features
+        the student already computed (VAD fbank) are reused rather than extracted a second time."""
+        teacher = self.teacher.model
+        if getattr(output, "features", None) is not None and hasattr(teacher, "from_features"):
+            return teacher.from_features(output.features)
+        return teacher(batch["noisy"])
 
     def _matched(self, output: Any) -> torch.Tensor:
         if not hasattr(output, self.match):

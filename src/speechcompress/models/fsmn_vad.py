@@ -30,6 +30,7 @@ from speechcompress.models.fsmn import FSMNMemory
 @dataclass
 class VADOutput:
     logits: torch.Tensor  # [B, frames, classes]; frame i covers samples [hop·i, hop·(i+1))
+    features: torch.Tensor  # [B, frames, n_mels] fbank before CMVN: a teacher with the same front-end reuses it
 
     def speech_probability(self) -> torch.Tensor:
         """[B, frames] probability of class 1 (speech)."""
@@ -95,17 +96,18 @@ class FSMNVAD(nn.Module):
         return frame_count(samples, self.hop)
 
     # --- network ---------------------------------------------------------------------------------
-    def _network(self, features: torch.Tensor) -> torch.Tensor:
+    def from_features(self, features: torch.Tensor) -> VADOutput:
+        """The decisions for fbank `features` [B, frames, n_mels] (before CMVN, as `fbank` returns them)."""
         x = self.input(stack_frames(self.cmvn(features), self.lfr_m))
         for layer in self.layers:
             x = layer(x)
-        return self.output(x)
+        return VADOutput(self.output(x), features)
 
     def forward(self, noisy: torch.Tensor) -> VADOutput:
         # log energies in fp32 even under mixed precision: fp16 would round the quiet frames away
         with torch.no_grad(), torch.autocast(noisy.device.type, enabled=False):
             features = self.fbank(noisy)
-        return VADOutput(self._network(features))
+        return self.from_features(features)
 
     # --- streaming -------------------------------------------------------------------------------
     def init_state(self, batch: int = 1) -> dict:

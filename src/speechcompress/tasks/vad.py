@@ -67,8 +67,8 @@ class VADTask(SpeechTask):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], output=None) -> torch.Tensor:
         """Frame cross-entropy of `model` on `batch` (its output, if already computed)."""
         output = output if output is not None else model(batch["noisy"])
-        _, labels, mask = self._aligned(batch, output.logits)
-        return F.cross_entropy(self.valid_logits(batch, output), labels[mask].long())
+        logits, labels, mask = self._aligned(batch, output.logits)
+        return F.cross_entropy(logits[mask], labels[mask].long())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         output = self.model(batch["noisy"])
