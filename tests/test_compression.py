@@ -16,6 +16,7 @@ from speechcompress.compression.sparsify import (
     SparsifyCallback,
     gate_densities,
 )
+from speechcompress.checkpoints import read_checkpoint
 from speechcompress.config import PROJECT_ROOT, ConfigError
 from speechcompress.train import build_task
 
@@ -102,7 +103,7 @@ def test_masks_survive_a_checkpoint_and_a_resumed_run_matches_an_uninterrupted_o
     assert killed.global_step == 25
     checkpoint = tmp_path / "killed.ckpt"
     killed.save_checkpoint(checkpoint)
-    saved = torch.load(checkpoint, weights_only=False)["callbacks"]
+    saved = read_checkpoint(checkpoint)["callbacks"]
     (state,) = [v for k, v in saved.items() if "SparsifyCallback" in k]
     assert state["masks"] and state["last_update"] == 25
     resumed, resumed_cb = _fit(cfg, max_steps=60, ckpt_path=str(checkpoint))

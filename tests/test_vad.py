@@ -8,6 +8,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from speechcompress.data.mixing import MixtureDataset, vad_labels
+from speechcompress.checkpoints import read_checkpoint
 from speechcompress.evaluation.vad_metrics import frame_scores
 from speechcompress.features.fbank import CMVN, stack_frames
 from speechcompress.models.fsmn import FSMNMemory
@@ -104,7 +105,7 @@ def test_training_beats_calling_everything_speech(tiny_vad_run):
 
 def test_cmvn_statistics_travel_in_the_checkpoint(tiny_vad_run):
     _, _, checkpoint = tiny_vad_run
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    saved = read_checkpoint(checkpoint)["state_dict"]
     assert saved["model.cmvn.frames"] > 1000
     task = load_vad(checkpoint)
     assert task.model.cmvn.fitted

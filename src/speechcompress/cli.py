@@ -114,7 +114,7 @@ def sensitivity(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from speechcompress.compression import sensitivity as study
-    from speechcompress.tasks.base import load_task
+    from speechcompress.checkpoints import load_task
 
     checkpoint = Path(args.checkpoint)
     config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"

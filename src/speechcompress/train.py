@@ -11,14 +11,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from speechcompress.checkpoints import AtomicCheckpointIO
+from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint
 from speechcompress.compression.masking import ScheduledMaskCallback
 from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.config import ConfigError
@@ -45,10 +44,13 @@ def _resume_state(cfg: DictConfig) -> tuple[Path | None, str | None]:
     if not cfg.resume:
         return None, None
     path = Path(cfg.resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume={path}: no such checkpoint. Pass the path of a .ckpt file, e.g. "
-                                f"experiments/runs/<name>/<time>/checkpoints/last.ckpt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = read_checkpoint(path)
+    except FileNotFoundError:
+        raise ConfigError(f"resume={path}: no such checkpoint. Pass the path of a .ckpt file, e.g. "
+                          f"experiments/runs/<name>/<time>/checkpoints/last.ckpt") from None
+    except ValueError as error:
+        raise ConfigError(f"resume={path}: {error}") from None
     return path, checkpoint.get(RUN_ID_KEY)
 
 
@@ -124,10 +126,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log_config(logger, cfg)
     trainer = pl.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                          default_root_dir=str(run_dir))
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True)
 
     result_path = _result_checkpoint(trainer, checkpoint)
-    test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False)[0]
+    test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False, weights_only=True)[0]
     model = task.model
     measured = {**size_report(model),
                 **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)}

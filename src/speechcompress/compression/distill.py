@@ -16,6 +16,8 @@ must take the same inputs as the student (sample rate, front-end), or it is refu
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from speechcompress.checkpoints import load_task
 from speechcompress.config import ConfigError
-from speechcompress.tasks.base import SpeechTask, load_task
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -59,13 +61,14 @@ def resolve_teacher(teacher: str, tracking_uri: str | None, cache_dir: Path) -> 
         raise ConfigError(f"compression.teacher={teacher}: the run logged no checkpoint (did it finish?)")
     chosen = sorted(logged, key=lambda p: (not Path(p).name.startswith("best"), p))[0]
     local = cache_dir / run_id / Path(chosen).name
-    if not local.is_file():
+    if not local.is_file():  # downloaded beside the cache and renamed in: a broken download is never trusted
         local.parent.mkdir(parents=True, exist_ok=True)
-        return Path(client.download_artifacts(run_id, chosen, str(local.parent)))
+        with tempfile.TemporaryDirectory(dir=local.parent, prefix=".download-") as partial:
+            os.replace(client.download_artifacts(run_id, chosen, partial), local)
     return local
 
 
-def refuse_incompatible(teacher: SpeechTask, student: SpeechTask, source: str) -> None:
+def refuse_incompatible(teacher: pl.LightningModule, student: pl.LightningModule, source: str) -> None:
     """Raise ConfigError unless teacher and student are the same kind of task with the same inputs."""
     if type(teacher) is not type(student):
         raise ConfigError(f"teacher {source} is a {type(teacher).__name__}, the student a {type(student).__name__}: "
@@ -92,20 +95,13 @@ class DistillCallback(pl.Callback):
         self.match, self.distance = match, distance
         self.tracking_uri, self.cache_dir = tracking_uri, Path(cache_dir)
         self.task_loss_weight = 1.0 - alpha
-        self.teacher: SpeechTask | None = None
-        # a local teacher is checked now, before any data is prepared; an MLflow one is fetched in setup
-        self.path = None if self.source.startswith(MLFLOW_PREFIX) else resolve_teacher(self.source, None, self.cache_dir)
+        self.teacher: pl.LightningModule | None = None
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def check(self, pl_module: pl.LightningModule, total_steps: int) -> None:
+        """Fetch and load the teacher, refusing one that does not fit the student, before the run exists."""
         if self.teacher is not None:
             return
-        path = self.path
-        if path is None:  # one process downloads an MLflow teacher; the others then find it in the cache
-            if trainer.is_global_zero:
-                path = resolve_teacher(self.source, self.tracking_uri, self.cache_dir)
-            trainer.strategy.barrier()
-            if not trainer.is_global_zero:
-                path = resolve_teacher(self.source, self.tracking_uri, self.cache_dir)
+        path = resolve_teacher(self.source, self.tracking_uri, self.cache_dir)
         try:
             teacher = load_task(path)
         except ValueError as error:
@@ -113,10 +109,13 @@ class DistillCallback(pl.Callback):
         refuse_incompatible(teacher, pl_module, self.source)
         self.teacher = teacher.requires_grad_(False).eval()
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.check(pl_module, int(trainer.max_steps))  # a no-op when train.run already checked
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.teacher.to(pl_module.device)
 
-    def loss_terms(self, task: SpeechTask, batch: dict[str, torch.Tensor], output: Any) -> dict[str, torch.Tensor]:
+    def loss_terms(self, task: pl.LightningModule, batch: dict[str, torch.Tensor], output: Any) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             teacher_output = self._teacher_output(batch, output)
         if hasattr(task, "valid_logits"):

@@ -1,5 +1,5 @@
 """What every task shares: AdamW with xiph's decaying learning rate, the training loss with the
-callbacks' terms, and a checkpoint that names its task class so `load_task` can rebuild it."""
+callbacks' terms, and a checkpoint that names its task class so `checkpoints.load_task` can rebuild it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class
 
+from speechcompress.checkpoints import TASK_CLASS_KEY
 from speechcompress.tasks.loss_terms import combine_losses
-
-TASK_CLASS_KEY = "speechcompress_task_class"
-_BEFORE_THE_KEY = "speechcompress.tasks.denoise.DenoiseTask"  # checkpoints written before it existed
 
 
 class SpeechTask(pl.LightningModule):
@@ -54,22 +51,3 @@ class SpeechTask(pl.LightningModule):
         """Files that let a person judge the model by ear or eye; returns them."""
         raise NotImplementedError
 
-
-def load_task(checkpoint: str | Path, device: str = "cpu", expected: type[SpeechTask] = SpeechTask) -> SpeechTask:
-    """The task (model and loss) of a speechcompress checkpoint, in eval mode on `device`."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        task_class = get_class(saved.get(TASK_CLASS_KEY, _BEFORE_THE_KEY))
-    except Exception as error:  # any unreadable file: say which one
-        raise ValueError(f"{path} is not a speechcompress checkpoint: {error}") from error
-    if not issubclass(task_class, expected):
-        raise ValueError(f"{path} holds a {task_class.__name__}, but this needs a {expected.__name__}: "
-                         f"pass a checkpoint of the other kind of run")
-    try:
-        task = task_class.load_from_checkpoint(path, map_location=device, weights_only=False)
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise ValueError(f"{path} is not a speechcompress {task_class.__name__} checkpoint: {error}") from error
-    return task.eval()

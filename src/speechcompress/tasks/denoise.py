@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from speechcompress.evaluation.metrics import DenoiseScores
-from speechcompress.tasks.base import SpeechTask, load_task
+from speechcompress.checkpoints import load_task
+from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.examples import write_examples
 
 
