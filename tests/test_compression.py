@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from speechcompress.checkpoints import read_checkpoint
 from speechcompress.compression.blocks import block_mask
 from speechcompress.compression.masking import scheduled_density
 from speechcompress.compression.size import encoded_bytes, size_metrics, tensor_sizes
@@ -16,7 +17,6 @@ from speechcompress.compression.sparsify import (
     SparsifyCallback,
     gate_densities,
 )
-from speechcompress.checkpoints import read_checkpoint
 from speechcompress.config import PROJECT_ROOT, ConfigError
 from speechcompress.train import build_task
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from speechcompress.data.mixing import MixtureDataset, vad_labels
 from speechcompress.checkpoints import read_checkpoint
+from speechcompress.data.mixing import MixtureDataset, vad_labels
 from speechcompress.evaluation.vad_metrics import frame_scores
 from speechcompress.features.fbank import CMVN, stack_frames
 from speechcompress.models.fsmn import FSMNMemory

@@ -113,8 +113,8 @@ def sensitivity(args: argparse.Namespace) -> int:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from speechcompress.compression import sensitivity as study
     from speechcompress.checkpoints import load_task
+    from speechcompress.compression import sensitivity as study
 
     checkpoint = Path(args.checkpoint)
     config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"

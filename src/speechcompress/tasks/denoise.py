@@ -15,8 +15,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from speechcompress.evaluation.metrics import DenoiseScores
 from speechcompress.checkpoints import load_task
+from speechcompress.evaluation.metrics import DenoiseScores
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.examples import write_examples
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-from speechcompress.evaluation.vad_metrics import VADScores
 from speechcompress.checkpoints import load_task
+from speechcompress.evaluation.vad_metrics import VADScores
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tasks.vad_segments import SegmentConfig
 from speechcompress.tracking.examples import write_vad_examples
