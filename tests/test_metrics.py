@@ -1,10 +1,14 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from speechcompress.evaluation.measure import real_time_factor, size_report
-from speechcompress.evaluation.metrics import DenoiseScores, pesq_wb, si_sdr
-from speechcompress.models.rnnoise import RNNoise
+from speechcompress.evaluation.speech_quality import SpeechQuality, pesq_wb, si_sdr
+from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
+from speechcompress.evaluation.vad_segments import Segment, label_segments
+from speechcompress.models.rnnoise import RNNoise, RNNoiseOutput
 from speechcompress.tasks.losses import RNNoiseLoss, frame_vad_targets
 
 
@@ -14,38 +18,96 @@ def _speechlike(seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
     return (0.1 * voiced * (np.sin(2 * np.pi * 2 * t) > -0.2)).astype(np.float32)
 
 
-def test_si_sdr_is_scale_invariant_and_tracks_noise():
+def test_si_sdr_is_zero_mean_scale_invariant_and_tracks_noise():
     clean = _speechlike()
     noise = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32) * 0.05
     assert si_sdr(clean, 3.0 * clean) > 60
+    assert si_sdr(clean, clean + 0.3) > 60  # a DC offset is not distortion under the zero-mean definition
     assert si_sdr(clean, clean + noise) > si_sdr(clean, clean + 4 * noise) + 10
 
 
-def test_pesq_resamples_and_silent_references_are_counted_not_dropped():
+def test_pesq_resamples_and_counts_failures_of_enhanced_and_noisy_apart():
     clean = _speechlike(rate=48000)
     assert pesq_wb(clean, clean, 48000) > 4.0
-    scores = DenoiseScores(16000)
-    speech = _speechlike()
-    scores.update(speech, speech, speech + 0.01)
-    scores.update(np.zeros(48000, np.float32), np.zeros(48000, np.float32), np.zeros(48000, np.float32))
-    summary = scores.summary()
-    assert summary["items"] == 2 and summary["pesq_errors"] == 2  # enhanced and noisy of the silent item
-    assert summary["pesq"] > 4.0 and np.isfinite(summary["stoi"])
+    speech = torch.from_numpy(_speechlike())
+    silent = torch.zeros_like(speech)  # PESQ refuses a reference without speech
+    quality = SpeechQuality(16000)
+    quality.update(torch.stack([speech, silent]), torch.stack([speech, silent]), torch.tensor([len(speech)] * 2),
+                   torch.tensor([0, 1]), torch.stack([speech + 0.01, silent]))
+    summary = quality.compute()
+    assert summary["items"] == 2
+    assert summary["pesq_errors"] == 1 and summary["pesq_errors_noisy"] == 1  # one item each, not 2 "of 2 items"
+    assert summary["pesq"] > 4.0 and math.isfinite(summary["stoi"])
     assert summary["si_sdr_i"] == pytest.approx(summary["si_sdr"] - summary["si_sdr_noisy"])
 
 
-def test_rnnoise_loss_is_lowest_for_the_ideal_gains():
-    torch.manual_seed(0)
-    model = RNNoise(cond_size=8, gru_size=8)
-    clean = torch.from_numpy(_speechlike(1.0)).unsqueeze(0)
-    noisy = clean + 0.05 * torch.randn_like(clean)
-    batch = {"clean": clean, "noisy": noisy, "vad": torch.ones(1, 100)}
-    output = model(noisy)
-    loss = RNNoiseLoss()
-    ideal = torch.sqrt((model.analysis_band_energy(clean) + 1e-3) / (output.band_energy + 1e-3)).clamp(max=1)
-    perfect = type(output)(output.enhanced, ideal, torch.ones_like(output.vad), output.band_energy)
-    assert loss(model, perfect, batch)["gain_loss"] < 1e-6
-    assert loss(model, output, batch)["gain_loss"] > 1e-3
+def test_an_item_the_distributed_sampler_repeats_is_counted_once():
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(np.stack([_speechlike(1.0)] * 3))
+    enhanced = clean + torch.from_numpy(rng.standard_normal(clean.shape).astype(np.float32)) * torch.tensor([[0.01], [0.1], [0.3]])
+    lengths = torch.tensor([clean.shape[1]] * 3)
+    once = SpeechQuality(16000, with_noisy=False)
+    once.update(clean, enhanced, lengths, torch.tensor([0, 1, 2]))
+    repeated = SpeechQuality(16000, with_noisy=False)
+    repeated.update(clean[:2], enhanced[:2], lengths[:2], torch.tensor([0, 1]))
+    repeated.update(clean[[2, 0]], enhanced[[2, 0]], lengths[:2], torch.tensor([2, 0]))  # item 0 again, as padding
+    assert repeated.compute() == pytest.approx(once.compute())
+
+    probabilities = torch.tensor([[0.9, 0.8, 0.1], [0.2, 0.7, 0.0]])
+    labels = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    frames = FrameVAD()
+    frames.update(probabilities, labels, valid, torch.tensor([5, 6]))
+    expected = frames.compute()
+    frames.update(probabilities[1:], labels[1:], valid[1:], torch.tensor([6]))  # item 6 seen twice
+    assert frames.compute() == pytest.approx(expected, nan_ok=True)
+    # item 6 has no speech: one of its two frames is called speech
+    assert expected["noise_items"] == 1 and expected["noise_false_alarm"] == pytest.approx(0.5)
+    assert expected["items"] == 2 and expected["recall"] == 1.0 and expected["precision"] == pytest.approx(2 / 3)
+
+
+def test_reference_segments_are_the_labelled_runs_themselves():
+    labels = np.zeros(400, np.float32)
+    labels[100:200] = 1  # 1.0 – 2.0 s
+    assert label_segments(labels) == [Segment(1.0, 2.0)]
+    segments = SegmentVAD(collar=0.25)  # default post-processing: 200 ms look-back, 100 ms look-ahead
+    as_tensor = torch.from_numpy(labels)[None]
+    segments.update(as_tensor, as_tensor, torch.ones_like(as_tensor, dtype=torch.bool), torch.tensor([0]))
+    assert segments.compute() == {"segment_precision": 1.0, "segment_recall": 1.0}  # 0.8–2.1 s, within 0.25 s
+
+    labels[230:300] = 1  # a second run after a 300 ms pause, which the post-processing bridges
+    assert label_segments(labels) == [Segment(1.0, 2.0), Segment(2.3, 3.0)]
+    segments = SegmentVAD(collar=0.25)
+    as_tensor = torch.from_numpy(labels)[None]
+    segments.update(as_tensor, as_tensor, torch.ones_like(as_tensor, dtype=torch.bool), torch.tensor([0]))
+    # one segment 0.8–3.1 s found, two labelled: neither has both ends within the collar
+    assert segments.compute() == {"segment_precision": 0.0, "segment_recall": 0.0}
+
+
+class _BandEnergies:
+    """Stands in for the model's analysis of the clean signal: the band energies the loss compares with."""
+
+    def __init__(self, energy: torch.Tensor) -> None:
+        self.energy = energy
+
+    def analysis_band_energy(self, clean: torch.Tensor) -> torch.Tensor:
+        return self.energy
+
+
+def test_rnnoise_loss_against_a_hand_computed_value():
+    # one frame, two bands: band 0 has clean energy 0.999 and noisy 3.999, so its target gain is
+    # sqrt((0.999 + 1e-3) / (3.999 + 1e-3)) = 0.5; band 1 is silent in both and carries no target
+    clean_energy, noisy_energy = torch.tensor([[[0.999, 0.0]]]), torch.tensor([[[3.999, 0.0]]])
+    gains = torch.tensor([[[0.0625, 0.9]]])  # 0.0625^0.25 = 0.5
+    output = RNNoiseOutput(torch.zeros(1, 160), gains, torch.tensor([[0.8]]), noisy_energy)
+    batch = {"clean": torch.zeros(1, 160), "vad": torch.tensor([[1.0]])}
+    terms = RNNoiseLoss()(_BandEnergies(clean_energy), output, batch)
+    error = 0.5 - 0.5**0.25  # γ = 0.25 on both sides
+    gain_loss = (1 + 5 * 1) * error**2 / 1  # speech frame weight 1 + 5·vad, one valid band
+    vad_loss = -math.log(0.8)  # BCE with target 1, weight |2·1 − 1| = 1
+    assert float(terms["gain_loss"]) == pytest.approx(gain_loss, rel=1e-5)
+    assert float(terms["vad_loss"]) == pytest.approx(vad_loss, rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(gain_loss + 0.001 * vad_loss, rel=1e-5)
 
 
 def test_frame_vad_targets_cover_both_halves_of_a_frame():

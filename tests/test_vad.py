@@ -13,6 +13,7 @@ from speechcompress.evaluation.vad_metrics import frame_scores
 from speechcompress.features.fbank import CMVN, stack_frames
 from speechcompress.models.fsmn import FSMNMemory
 from speechcompress.models.fsmn_vad import FSMNVAD
+from speechcompress.models.rnnoise import RNNoise
 from speechcompress.tasks.vad import load_vad
 
 
@@ -23,10 +24,27 @@ def test_one_frame_per_label_frame(samples):
     assert model(wave).logits.shape[1] == len(vad_labels(wave[0].numpy(), 16000)) == model.frames(samples)
 
 
-def test_lfr_stacks_neighbours_and_repeats_the_edges():
-    features = torch.arange(4.0).view(1, 4, 1)  # frames 0, 1, 2, 3 of one dimension
+def test_lfr_stacks_neighbours_repeats_the_first_and_reads_the_look_ahead_frames():
+    features = torch.arange(6.0).view(1, 6, 1)  # frames 0 … 3, then 4 and 5 after the end of the audio
     stacked = stack_frames(features, 5)[0]
-    assert stacked.tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 3], [1, 2, 3, 3, 3]]
+    assert stacked.tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
+
+
+@pytest.mark.parametrize("build", [lambda: FSMNVAD(layers=2), lambda: RNNoise(cond_size=16, gru_size=16)])
+def test_an_item_gives_the_same_output_alone_and_padded_in_a_batch(build):
+    """What makes test figures independent of batch size and of how DDP splits the items."""
+    torch.manual_seed(0)
+    model = build().eval()
+    if hasattr(model, "cmvn"):
+        model.cmvn.fit(torch.randn(200, 80) * 3 + 8)
+    short, long = torch.randn(1, 16000 + 77) * 0.1, torch.randn(1, 24000) * 0.1
+    batch = torch.cat([torch.nn.functional.pad(short, (0, long.shape[1] - short.shape[1])), long])
+    with torch.no_grad():
+        alone, batched = model(short), model(batch)
+    if hasattr(alone, "logits"):
+        torch.testing.assert_close(batched.logits[:1, : alone.logits.shape[1]], alone.logits, atol=1e-5, rtol=1e-5)
+    else:
+        torch.testing.assert_close(batched.enhanced[:1, : short.shape[1]], alone.enhanced, atol=1e-5, rtol=1e-5)
 
 
 def test_fsmn_memory_matches_its_formula():
@@ -138,7 +156,7 @@ def test_vad_cli_finds_the_known_speech_regions_of_a_file(tiny_vad_run, tmp_path
 
     from speechcompress.cli import main
     from speechcompress.data.mixing import mix_at_snr
-    from speechcompress.tasks.vad_segments import speech_segments
+    from speechcompress.evaluation.vad_segments import speech_segments
 
     cfg, _, checkpoint = tiny_vad_run
     utterances = instantiate(cfg.data.test)(sample_rate=16000).speech

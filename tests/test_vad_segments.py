@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from speechcompress.tasks.vad_segments import (
+from speechcompress.evaluation.vad_segments import (
     Segment,
     SegmentConfig,
     Segmenter,

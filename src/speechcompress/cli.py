@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from speechcompress.data.audio import AUDIO_SUFFIXES, list_audio, read_audio, write_audio
 from speechcompress.data.folders import paired_files
-from speechcompress.evaluation.metrics import DenoiseScores
+from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.inference import enhance_waveform, speech_probabilities
 from speechcompress.tasks.denoise import load_denoiser
 
@@ -44,8 +44,8 @@ def vad(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from speechcompress.evaluation.vad_segments import FRAME_SECONDS, speech_segments
     from speechcompress.tasks.vad import load_vad
-    from speechcompress.tasks.vad_segments import FRAME_SECONDS, speech_segments
 
     task = load_vad(args.checkpoint, args.device)
     config = task.segment_config if args.threshold is None else dataclasses.replace(task.segment_config,
@@ -78,21 +78,27 @@ def vad(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     model = load_denoiser(args.checkpoint, args.device)
     rate = model.sample_rate
-    scores = DenoiseScores(rate, with_noisy=True)
-    for noisy_path, clean_path in tqdm(paired_files(args.noisy, args.clean), desc="evaluating", unit="file"):
+    quality = SpeechQuality(rate, with_noisy=True)
+    pairs = paired_files(args.noisy, args.clean)
+    for number, (noisy_path, clean_path) in enumerate(tqdm(pairs, desc="evaluating", unit="file")):
         noisy, _ = read_audio(noisy_path, rate)
         clean, _ = read_audio(clean_path, rate)
         length = min(len(noisy), len(clean))
         noisy, clean = noisy[:length], clean[:length]
-        scores.update(clean, enhance_waveform(model, noisy, rate), noisy)
-    summary = scores.summary()
+        enhanced = enhance_waveform(model, noisy, rate)
+        quality.update(*(torch.from_numpy(x)[None] for x in (clean, enhanced)), torch.tensor([length]),
+                       torch.tensor([number]), torch.from_numpy(noisy)[None])
+    summary = quality.compute()
     report = {
-        "enhanced": {name: summary[name] for name in ("pesq", "stoi", "si_sdr", "si_sdr_i")},
-        "noisy": {name: summary[f"{name}_noisy"] for name in ("pesq", "stoi", "si_sdr")} | {"si_sdr_i": 0.0},
+        "enhanced": {name: summary[name] for name in (*MEASURES, "si_sdr_i")},
+        "noisy": {name: summary[f"{name}_noisy"] for name in MEASURES} | {"si_sdr_i": 0.0},
         "items": int(summary["items"]),
         "pesq_errors": int(summary["pesq_errors"]),
+        "pesq_errors_noisy": int(summary["pesq_errors_noisy"]),
         "checkpoint": str(args.checkpoint),
     }
     print(json.dumps(report, indent=2))

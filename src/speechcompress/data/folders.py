@@ -74,6 +74,7 @@ class PairedFolderDataset(Dataset):
             "noisy": torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32)),
             "clean": torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32)),
             "vad": torch.from_numpy(vad_labels(clean, self.sample_rate)),
+            "index": torch.tensor(index),
         }
 
 

@@ -126,14 +126,19 @@ class MixtureDataset(Dataset):
             "noisy": torch.from_numpy((noisy * gain).astype(np.float32)),
             "clean": torch.from_numpy((clean * gain).astype(np.float32)),
             "vad": torch.from_numpy(labels),
+            "index": torch.tensor(index),
         }
 
 
 def pad_collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack items of unequal length, zero-padded; `length` keeps each item's true sample count."""
+    """Stack items of unequal length, zero-padded; `length` keeps each item's true sample count.
+    Scalars (the item's dataset `index`, which metrics use to count each item once) are stacked."""
     lengths = torch.tensor([item["noisy"].shape[-1] for item in items])
     batch = {"length": lengths}
     for key in items[0]:
+        if items[0][key].dim() == 0:
+            batch[key] = torch.stack([item[key] for item in items])
+            continue
         longest = max(item[key].shape[-1] for item in items)
         batch[key] = torch.stack([torch.nn.functional.pad(item[key], (0, longest - item[key].shape[-1])) for item in items])
     return batch

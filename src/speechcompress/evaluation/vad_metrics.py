@@ -1,22 +1,32 @@
 """Detection metrics of VADs, on 10 ms frames and on speech segments.
 
 Frame level, speech = positive class, at a probability threshold: precision, recall, F1, the
-detection cost DCF = 0.25 · false-alarm rate + 0.75 · miss rate, and the threshold-free ROC-AUC.
+detection cost DCF = 0.25 · false-alarm rate + 0.75 · miss rate, and the threshold-free ROC-AUC;
 `noise_false_alarm` is the share of frames called speech in items with no speech at all.
-Segment level: precision and recall of segments matched one-to-one within a collar, against the
-segments that the same post-processing makes of the labels.
+Segment level: precision and recall of the post-processed segments (see `vad_segments`) matched
+one-to-one, start and end within a collar, against the runs of labelled speech as they are.
+
+`frame_scores` scores one array; `FrameVAD` and `SegmentVAD` accumulate a split on one process or
+many, counting every item once (see `evaluation.items`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
+from torchmetrics.utilities import dim_zero_cat
 
-from speechcompress.tasks.vad_segments import SegmentConfig, match_segments, speech_segments
+from speechcompress.evaluation.items import first_of_each_item
+from speechcompress.evaluation.vad_segments import (
+    SegmentConfig,
+    label_segments,
+    match_segments,
+    speech_segments,
+)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -47,39 +57,84 @@ def frame_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float
     return scores
 
 
-@dataclass
-class VADScores:
-    """Accumulates items (frame probabilities + labels) and summarises them all at once."""
+def _valid_items(probabilities: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor):
+    """Each item's valid frames as (probabilities, labels) numpy arrays."""
+    for p, y, keep in zip(probabilities, labels, valid, strict=True):
+        yield p[keep].float().cpu().numpy(), y[keep].float().cpu().numpy()
 
-    threshold: float = 0.5
-    segments: SegmentConfig = field(default_factory=SegmentConfig)
-    collar: float = 0.25  # seconds
-    probabilities: list[np.ndarray] = field(default_factory=list)
-    labels: list[np.ndarray] = field(default_factory=list)
-    counts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("hypothesis_segments", "reference_segments", "matched_segments", "noise_frames", "noise_false_alarms"), 0.0))
 
-    def update(self, probabilities: np.ndarray, labels: np.ndarray) -> None:
-        self.probabilities.append(probabilities.astype(np.float32))
-        self.labels.append(labels.astype(np.float32))
-        hypotheses = speech_segments(probabilities, self.segments)
-        references = speech_segments(labels, self.segments)
-        self.counts["hypothesis_segments"] += len(hypotheses)
-        self.counts["reference_segments"] += len(references)
-        self.counts["matched_segments"] += match_segments(hypotheses, references, self.collar)
-        if not labels.any():
-            self.counts["noise_frames"] += len(labels)
-            self.counts["noise_false_alarms"] += float(np.sum(probabilities >= self.threshold))
+class FrameVAD(Metric):
+    """Frame metrics over a split: `update(probabilities, labels, valid, index)` with [B, F] speech
+    probabilities and 0/1 labels, a [B, F] mask of the frames inside each item, and the items'
+    dataset `index` [B]. `compute()` gives `frame_scores` of all frames of the distinct items, plus
+    `noise_false_alarm`, `items` and `noise_items` (items without any speech)."""
 
-    def summary(self) -> dict[str, float]:
-        if not self.probabilities:
+    full_state_update = False
+
+    def __init__(self, threshold: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.add_state("index", default=[], dist_reduce_fx="cat")  # per item
+        self.add_state("frames", default=[], dist_reduce_fx="cat")  # per item: its number of frames
+        self.add_state("probability", default=[], dist_reduce_fx="cat")  # per frame, items one after another
+        self.add_state("label", default=[], dist_reduce_fx="cat")
+
+    def update(self, probabilities: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, index: torch.Tensor) -> None:
+        self.index.append(index.detach().long().reshape(-1).to(self.device))
+        self.frames.append(valid.sum(dim=1).long().to(self.device))
+        self.probability.append(probabilities.detach()[valid].float().to(self.device))
+        self.label.append((labels.detach()[valid] > 0.5).float().to(self.device))
+
+    def compute(self) -> dict[str, float]:
+        if len(self.index) == 0:
             return {"items": 0.0}
-        c = self.counts
+        index, frames = dim_zero_cat(self.index), dim_zero_cat(self.frames)
+        probability, label = dim_zero_cat(self.probability), dim_zero_cat(self.label)
+        # every rank's frames follow its items in order, so item k owns the k-th run of frames
+        item_of_frame = torch.repeat_interleave(torch.arange(len(frames), device=frames.device), frames)
+        kept = first_of_each_item(index)
+        keep_frame = torch.zeros(len(frames), dtype=torch.bool, device=frames.device)
+        keep_frame[kept] = True
+        keep_frame = keep_frame[item_of_frame]
+        probability, item_of_frame = probability[keep_frame], item_of_frame[keep_frame]
+        label = label[keep_frame] > 0.5
+        speech_frames = torch.zeros(len(frames), device=frames.device).index_add_(0, item_of_frame, label.float())
+        noise_item = torch.zeros(len(frames), dtype=torch.bool, device=frames.device)
+        noise_item[kept] = speech_frames[kept] == 0
+        in_noise_item = noise_item[item_of_frame]
+        called_speech = probability >= self.threshold
         return {
-            **frame_scores(np.concatenate(self.probabilities), np.concatenate(self.labels), self.threshold),
-            "noise_false_alarm": _ratio(c["noise_false_alarms"], c["noise_frames"]),
-            "segment_precision": _ratio(c["matched_segments"], c["hypothesis_segments"]),
-            "segment_recall": _ratio(c["matched_segments"], c["reference_segments"]),
-            "items": float(len(self.probabilities)),
-            "noise_items": float(sum(not labels.any() for labels in self.labels)),
+            **frame_scores(probability.cpu().numpy(), label.cpu().numpy(), self.threshold),
+            "noise_false_alarm": _ratio(float(called_speech[in_noise_item].sum()), float(in_noise_item.sum())),
+            "items": float(len(kept)),
+            "noise_items": float(noise_item.sum()),
         }
+
+
+class SegmentVAD(Metric):
+    """Segment precision / recall over a split: the post-processed segments of the probabilities,
+    each matched at most once, start and end within `collar` seconds, to the runs of labelled speech.
+    Same `update` arguments as `FrameVAD`."""
+
+    full_state_update = False
+
+    def __init__(self, segments: SegmentConfig | None = None, collar: float = 0.25, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.segments, self.collar = segments or SegmentConfig(), collar
+        self.add_state("index", default=[], dist_reduce_fx="cat")
+        self.add_state("counts", default=[], dist_reduce_fx="cat")  # per item: hypotheses, references, matched
+
+    def update(self, probabilities: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, index: torch.Tensor) -> None:
+        rows = []
+        for p, y in _valid_items(probabilities, labels, valid):
+            hypotheses, references = speech_segments(p, self.segments), label_segments(y)
+            rows.append((len(hypotheses), len(references), match_segments(hypotheses, references, self.collar)))
+        self.index.append(index.detach().long().reshape(-1).to(self.device))
+        self.counts.append(torch.tensor(rows, dtype=torch.long, device=self.device).reshape(-1, 3))
+
+    def compute(self) -> dict[str, float]:
+        if len(self.index) == 0:
+            return {}
+        counts = dim_zero_cat(self.counts)[first_of_each_item(dim_zero_cat(self.index))]
+        hypotheses, references, matched = (float(c) for c in counts.sum(dim=0))
+        return {"segment_precision": _ratio(matched, hypotheses), "segment_recall": _ratio(matched, references)}

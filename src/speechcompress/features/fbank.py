@@ -21,10 +21,11 @@ def frame_count(samples: int, hop: int) -> int:
     return math.ceil(samples / hop)
 
 
-def edge_padding(samples: int, window: int, hop: int) -> tuple[int, int]:
-    """Zeros to add before and after `samples` so that every frame is complete and centred."""
+def edge_padding(samples: int, window: int, hop: int, extra_frames: int = 0) -> tuple[int, int]:
+    """Zeros to add before and after `samples` so that every frame is complete and centred, with
+    `extra_frames` more frames after the last one (over the zeros that follow the audio)."""
     left = (window - hop) // 2
-    frames = frame_count(samples, hop)
+    frames = frame_count(samples, hop) + extra_frames
     right = max(0, (frames - 1) * hop + window - left - samples)
     return left, right
 
@@ -43,14 +44,15 @@ def kaldi_fbank(padded: torch.Tensor, sample_rate: int, n_mels: int, window: int
 
 
 def stack_frames(features: torch.Tensor, m: int) -> torch.Tensor:
-    """LFR with n = 1: frame i becomes frames i − (m−1)//2 … i + m//2 side by side, [B, F, D] → [B, F, m·D].
+    """LFR with n = 1: frame i becomes frames i − (m−1)//2 … i + m//2 side by side.
 
-    The first and last frames are repeated past the edges, as FunASR does.
+    `features` [B, F + m//2, D] already holds the m//2 frames after the last output frame (the
+    fbank of the zeros after the audio, as in a zero-padded batch, so an item scores the same alone
+    or in any batch); the first frame is repeated before the start, as FunASR does. → [B, F, m·D].
     """
     left = (m - 1) // 2
-    first, last = features[:, :1], features[:, -1:]
-    padded = torch.cat([first.expand(-1, left, -1), features, last.expand(-1, m - 1 - left, -1)], dim=1)
-    return sliding_stack(padded, m, features.shape[1])
+    padded = torch.cat([features[:, :1].expand(-1, left, -1), features], dim=1)
+    return sliding_stack(padded, m, features.shape[1] - m // 2)
 
 
 def sliding_stack(frames: torch.Tensor, m: int, count: int) -> torch.Tensor:

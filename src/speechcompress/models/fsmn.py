@@ -37,6 +37,8 @@ class FSMNMemory(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         """[B, T, C] → [B, T, C], zeros assumed before the start and after the end."""
+        if p.shape[1] == 0:  # no frames (an empty input): nothing to filter
+            return p
         padded = F.pad(p.transpose(1, 2), (self.past, self.future))
         return self._memory(padded).transpose(1, 2)
 

@@ -7,6 +7,9 @@ Linear 250→140 → Linear 140→classes. One decision per 10 ms frame, class 1
 With FunASR's sizes and 2 classes it has 394 k parameters (FunASR's own head has 248 classes,
 hence its 0.43 M). The LFR window looks 2 frames ahead and the centred fbank window 17.5 ms, so
 a stream decides frame t once it holds the audio up to frame t + 2 (plus rorder frames per layer).
+Past the end of the audio the LFR window sees the fbank of zeros (FunASR repeats the last frame):
+then an item's decisions do not depend on how much padding its batch adds after it (with causal
+memories, rorder = 0, as configured; a memory that looks ahead sees zeros past the end alone).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from speechcompress.models.fsmn import FSMNMemory
 @dataclass
 class VADOutput:
     logits: torch.Tensor  # [B, frames, classes]; frame i covers samples [hop·i, hop·(i+1))
-    features: torch.Tensor  # [B, frames, n_mels] fbank before CMVN: a teacher with the same front-end reuses it
+    features: torch.Tensor  # [B, frames + lfr_m // 2, n_mels] fbank before CMVN: a teacher with the same front-end reuses it
 
     def speech_probability(self) -> torch.Tensor:
         """[B, frames] probability of class 1 (speech)."""
@@ -75,6 +78,7 @@ class FSMNVAD(nn.Module):
         self.sample_rate, self.n_mels, self.lfr_m, self.classes = sample_rate, n_mels, lfr_m, classes
         self.window = int(round(sample_rate * window_ms / 1000))
         self.hop = int(round(sample_rate * hop_ms / 1000))
+        self.lookahead = lfr_m // 2  # fbank frames after the last decision that LFR stacking reads
         self.cmvn = CMVN(n_mels)  # applied per fbank frame before stacking: the same as on the stacked frames
         self.input = nn.Sequential(nn.Linear(n_mels * lfr_m, input_affine), nn.Linear(input_affine, hidden), nn.ReLU())
         self.layers = nn.ModuleList(FSMNLayer(hidden, proj, lorder, rorder, lstride, rstride) for _ in range(layers))
@@ -87,8 +91,8 @@ class FSMNVAD(nn.Module):
 
     # --- front-end ---------------------------------------------------------------------------
     def fbank(self, noisy: torch.Tensor) -> torch.Tensor:
-        """[B, T] waveform → [B, ceil(T / hop), n_mels] log-mel energies, before CMVN."""
-        left, right = edge_padding(noisy.shape[-1], self.window, self.hop)
+        """[B, T] waveform → [B, ceil(T / hop) + lookahead, n_mels] log-mel energies, before CMVN."""
+        left, right = edge_padding(noisy.shape[-1], self.window, self.hop, self.lookahead)
         padded = torch.nn.functional.pad(noisy.float(), (left, right))
         return torch.stack([kaldi_fbank(wave, self.sample_rate, self.n_mels, self.window, self.hop) for wave in padded])
 
@@ -125,7 +129,7 @@ class FSMNVAD(nn.Module):
         samples = torch.cat([state["samples"], chunk.float()], dim=-1)
         seen = state["seen"] + chunk.shape[-1]
         if final:  # the zeros `fbank` appends after the end, so that the last frames are the same
-            complete = self.frames(seen) - state["fbank_frames"]
+            complete = self.frames(seen) + self.lookahead - state["fbank_frames"]
             samples = torch.nn.functional.pad(samples, (0, max(0, (complete - 1) * self.hop + self.window - samples.shape[-1])))
         else:
             complete = max(0, (samples.shape[-1] - self.window) // self.hop + 1)
@@ -133,15 +137,13 @@ class FSMNVAD(nn.Module):
         new = torch.stack([kaldi_fbank(wave[:used], self.sample_rate, self.n_mels, self.window, self.hop) for wave in samples])
         return new, samples[:, complete * self.hop :], seen
 
-    def _stream_lfr(self, state: dict, new: torch.Tensor, final: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked frames whose LFR context has arrived (edges repeated as in `stack_frames`), and the rest."""
+    def _stream_lfr(self, state: dict, new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked frames whose LFR context has arrived (the first frame repeated as in `stack_frames`), and the rest."""
         left = (self.lfr_m - 1) // 2
         buffer = state["lfr"]
         if state["fbank_frames"] == 0 and new.shape[1]:
             buffer = new[:, :1].expand(-1, left, -1)
         buffer = torch.cat([buffer, new], dim=1)
-        if final and buffer.shape[1]:
-            buffer = torch.cat([buffer, buffer[:, -1:].expand(-1, self.lfr_m - 1 - left, -1)], dim=1)
         ready = max(0, buffer.shape[1] - self.lfr_m + 1)
         return sliding_stack(buffer, self.lfr_m, ready), buffer[:, ready:]
 
@@ -153,7 +155,7 @@ class FSMNVAD(nn.Module):
         `forward` of the whole signal.
         """
         new, samples, seen = self._stream_fbank(state, chunk, final)
-        stacked, lfr = self._stream_lfr(state, self.cmvn(new), final)
+        stacked, lfr = self._stream_lfr(state, self.cmvn(new))
         x = self.input(stacked)
         histories = []
         for layer, history in zip(self.layers, state["layers"], strict=True):

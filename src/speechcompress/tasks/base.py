@@ -3,11 +3,13 @@ callbacks' terms, and a checkpoint that names its task class so `checkpoints.loa
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import Metric
 
 from speechcompress.checkpoints import TASK_CLASS_KEY
 from speechcompress.tasks.loss_terms import combine_losses
@@ -29,6 +31,21 @@ class SpeechTask(pl.LightningModule):
             if name != "loss":
                 self.log(f"train/{name}", value, batch_size=size)
         return loss
+
+    def log_validation_loss(self, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
+        """`val/loss`, averaged over every process's batches, so that all ranks pick the same best checkpoint."""
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0], sync_dist=True)
+
+    def log_scores(self, stage: str, metric: Metric, names: tuple[str, ...] | None = None,
+                   prog_bar: str | None = None) -> None:
+        """Logs `stage/NAME` for the metric's figures over the whole split (`names`: only those; NaN
+        for a name the metric has no figure for), then resets it."""
+        scores = metric.compute()
+        metric.reset()
+        for name in names or scores:
+            # compute() already gathered every process's items: sync_dist averages equal values,
+            # which changes nothing but tells Lightning the figure is global
+            self.log(f"{stage}/{name}", scores.get(name, math.nan), prog_bar=name == prog_bar, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.model.parameters(), **self.hparams.optimizer)

@@ -1,8 +1,9 @@
 """DenoiseTask: trains any denoiser (`model(noisy [B, T]) -> output with .enhanced [B, T]`).
 
-Loss, optimizer and schedule come from config. Validation scores PESQ / STOI / SI-SDR on a fixed
-subset of the val split; test scores the whole test split, for the enhanced output and the noisy
-input alike, and keeps a few examples for the run's artifacts.
+Loss, optimizer and schedule come from config. Validation scores PESQ / STOI / SI-SDR on the
+first `val_quality_items` items of the val split; test scores the whole test split, for the
+enhanced output and the noisy input alike, and keeps a few examples for the run's artifacts.
+Scores are `SpeechQuality` metrics: the same figures on one process or many.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from speechcompress.checkpoints import load_task
-from speechcompress.evaluation.metrics import DenoiseScores
+from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.examples import write_examples
 
@@ -40,7 +41,8 @@ class DenoiseTask(SpeechTask):
         self.loss_fn = instantiate(loss)
         self.sample_rate: int = self.model.sample_rate
         self.examples: list[dict[str, np.ndarray]] = []
-        self._scores: DenoiseScores | None = None
+        self.val_quality = SpeechQuality(self.sample_rate, with_noisy=False)
+        self.test_quality = SpeechQuality(self.sample_rate, with_noisy=True)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy).enhanced
@@ -54,42 +56,30 @@ class DenoiseTask(SpeechTask):
         return self.log_training_loss(batch, output, self.loss_fn(self.model, output, batch))
 
     # --- evaluation ----------------------------------------------------------------------------
-    def _score_batch(self, batch: dict[str, torch.Tensor], enhanced: torch.Tensor, limit: int | None) -> None:
-        for i, length in enumerate(batch["length"].tolist()):
-            if limit is not None and self._scores.items >= limit:
-                return
-            clean, noisy, out = (t[i, :length].float().cpu().numpy() for t in (batch["clean"], batch["noisy"], enhanced))
-            self._scores.update(clean, out, noisy)
-
-    def on_validation_epoch_start(self) -> None:
-        self._scores = DenoiseScores(self.sample_rate, with_noisy=False)
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         output = self.model(batch["noisy"])
-        loss = self.loss(self.model, batch, output)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
-        self._score_batch(batch, output.enhanced, self.hparams.val_quality_items)
+        self.log_validation_loss(batch, self.loss(self.model, batch, output))
+        chosen = batch["index"] < self.hparams.val_quality_items  # the same items whatever the number of processes
+        if chosen.any():
+            self.val_quality.update(batch["clean"][chosen], output.enhanced[chosen], batch["length"][chosen],
+                                    batch["index"][chosen])
 
     def on_validation_epoch_end(self) -> None:
-        summary = self._scores.summary()
-        for name in ("pesq", "stoi", "si_sdr"):
-            self.log(f"val/{name}", summary.get(name, float("nan")), prog_bar=name == "pesq")
+        self.log_scores("val", self.val_quality, names=MEASURES, prog_bar="pesq")
 
     def on_test_epoch_start(self) -> None:
-        self._scores = DenoiseScores(self.sample_rate, with_noisy=True)
         self.examples = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         enhanced = self.model(batch["noisy"]).enhanced
-        self._score_batch(batch, enhanced, None)
+        self.test_quality.update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
         for i, length in enumerate(batch["length"].tolist()):
             if len(self.examples) < self.hparams.examples:
                 self.examples.append({name: t[i, :length].float().cpu().numpy() for name, t in
                                       (("noisy", batch["noisy"]), ("enhanced", enhanced), ("clean", batch["clean"]))})
 
     def on_test_epoch_end(self) -> None:
-        for name, value in self._scores.summary().items():
-            self.log(f"test/{name}", value)
+        self.log_scores("test", self.test_quality)
 
     # --- reporting ----------------------------------------------------------------------------------
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
@@ -97,7 +87,9 @@ class DenoiseTask(SpeechTask):
         for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
             enhanced, noisy = metrics.get(f"test/{name}", math.nan), metrics.get(f"test/{name}_noisy", math.nan)
             lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")
-        lines.append(f"PESQ errors     {int(metrics.get('test/pesq_errors', 0))} of {int(metrics.get('test/items', 0))} items")
+        lines.append(f"PESQ errors     {int(metrics.get('test/pesq_errors', 0))} enhanced, "
+                     f"{int(metrics.get('test/pesq_errors_noisy', 0))} noisy, of {int(metrics.get('test/items', 0))} items "
+                     f"(left out of the PESQ means)")
         return lines
 
     def write_examples(self, folder: Path) -> list[Path]:

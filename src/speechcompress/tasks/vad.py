@@ -18,9 +18,9 @@ from hydra.utils import instantiate
 from torch import nn
 
 from speechcompress.checkpoints import load_task
-from speechcompress.evaluation.vad_metrics import VADScores
+from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
+from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tasks.base import SpeechTask
-from speechcompress.tasks.vad_segments import SegmentConfig
 from speechcompress.tracking.examples import write_vad_examples
 
 
@@ -50,7 +50,9 @@ class VADTask(SpeechTask):
         self.sample_rate: int = self.model.sample_rate
         self.segment_config = SegmentConfig(**(segments or {}))
         self.examples: list[dict[str, np.ndarray]] = []
-        self._scores: VADScores | None = None
+        threshold = self.segment_config.threshold
+        self.val_frames, self.test_frames = FrameVAD(threshold), FrameVAD(threshold)
+        self.test_segments = SegmentVAD(self.segment_config, collar)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy).speech_probability()
@@ -91,43 +93,34 @@ class VADTask(SpeechTask):
             buffer.copy_(self.trainer.strategy.broadcast(buffer.clone(), src=0))
 
     # --- evaluation ------------------------------------------------------------------------------
-    def _new_scores(self) -> VADScores:
-        return VADScores(self.segment_config.threshold, self.segment_config, self.hparams.collar)
-
-    def _score_batch(self, batch: dict[str, torch.Tensor], output) -> None:
-        logits, labels, mask = self._aligned(batch, output.logits)
-        probabilities = logits.softmax(-1)[..., 1]
-        for i in range(len(labels)):
-            valid = mask[i]
-            item = (probabilities[i, valid].float().cpu().numpy(), labels[i, valid].cpu().numpy())
-            self._scores.update(*item)
-            if self.trainer.testing and len(self.examples) < self.hparams.examples:
-                noisy = batch["noisy"][i, : batch["length"][i]].float().cpu().numpy()
-                self.examples.append({"noisy": noisy, "probability": item[0], "labels": item[1]})
-
-    def on_validation_epoch_start(self) -> None:
-        self._scores = self._new_scores()
+    def _probabilities(self, batch: dict[str, torch.Tensor], output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, labels, valid = self._aligned(batch, output.logits)
+        return logits.softmax(-1)[..., 1], labels, valid
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         output = self.model(batch["noisy"])
-        self.log("val/loss", self.loss(self.model, batch, output), prog_bar=True, batch_size=batch["noisy"].shape[0])
-        self._score_batch(batch, output)
+        self.log_validation_loss(batch, self.loss(self.model, batch, output))
+        self.val_frames.update(*self._probabilities(batch, output), batch["index"])
 
     def on_validation_epoch_end(self) -> None:
-        summary = self._scores.summary()
-        for name in ("f1", "auc", "dcf"):
-            self.log(f"val/{name}", summary.get(name, math.nan), prog_bar=name == "f1")
+        self.log_scores("val", self.val_frames, names=("f1", "auc", "dcf"), prog_bar="f1")
 
     def on_test_epoch_start(self) -> None:
-        self._scores = self._new_scores()
         self.examples = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._score_batch(batch, self.model(batch["noisy"]))
+        probabilities, labels, valid = self._probabilities(batch, self.model(batch["noisy"]))
+        self.test_frames.update(probabilities, labels, valid, batch["index"])
+        self.test_segments.update(probabilities, labels, valid, batch["index"])
+        for i in range(len(labels)):
+            if len(self.examples) < self.hparams.examples:
+                self.examples.append({"noisy": batch["noisy"][i, : batch["length"][i]].float().cpu().numpy(),
+                                      "probability": probabilities[i, valid[i]].float().cpu().numpy(),
+                                      "labels": labels[i, valid[i]].float().cpu().numpy()})
 
     def on_test_epoch_end(self) -> None:
-        for name, value in self._scores.summary().items():
-            self.log(f"test/{name}", value)
+        self.log_scores("test", self.test_frames)
+        self.log_scores("test", self.test_segments)
 
     # --- reporting ----------------------------------------------------------------------------------
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:

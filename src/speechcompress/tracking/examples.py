@@ -44,7 +44,7 @@ def write_examples(examples: list[dict[str, np.ndarray]], sample_rate: int, fold
 def write_vad_examples(examples: list[dict[str, np.ndarray]], sample_rate: int, segments, folder: Path) -> list[Path]:
     """Writes `example{i}_noisy.wav` and `example{i}_vad.png`: spectrogram, then speech probability,
     labels and post-processed segments (a `SegmentConfig`) over time; returns the files."""
-    from speechcompress.tasks.vad_segments import FRAME_SECONDS, speech_segments
+    from speechcompress.evaluation.vad_segments import FRAME_SECONDS, speech_segments
 
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -8,6 +8,9 @@ The state machine (FunASR's idea, with our own names):
   `lookahead_ms` later; a segment reaching `max_segment_ms` is cut there and a new one begins;
 - segments whose speech (before padding) is shorter than `min_speech_ms` are dropped.
 Segments never overlap: padding stops at the neighbouring segment.
+
+`label_segments` gives the reference that segment metrics compare with: the runs of labelled
+speech as they are, with no post-processing of their own.
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ def speech_segments(probabilities: np.ndarray, config: SegmentConfig = SegmentCo
     """Segments of one file's frame probabilities (10 ms frames)."""
     segmenter = Segmenter(config)
     return segmenter.push(probabilities) + segmenter.finish()
+
+
+def label_segments(labels: np.ndarray) -> list[Segment]:
+    """Each run of consecutive speech frames (label ≥ 0.5) of 10 ms labels, as one segment."""
+    speech = np.concatenate([[False], np.asarray(labels) >= 0.5, [False]])
+    edges = np.flatnonzero(speech[1:] != speech[:-1])
+    return [Segment(start / FRAMES_PER_SECOND, end / FRAMES_PER_SECOND) for start, end in edges.reshape(-1, 2)]
 
 
 def match_segments(hypotheses: list[Segment], references: list[Segment], collar: float) -> int:

@@ -1,0 +1,53 @@
+"""Figures that do not depend on the number of processes: a 2-process CPU DDP run (gloo) logs the
+same test/* figures as a 1-process test of its checkpoint on the same split."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
+
+from speechcompress.checkpoints import load_task
+from speechcompress.config import PROJECT_ROOT
+
+from .conftest import TINY, TINY_VAD, compose_config, sandbox_overrides
+
+SHORT = ["trainer.max_steps=20", "trainer.val_check_interval=10", "data.test.utterances=9",  # 9 items: padded on 2 ranks
+         "measure.latency_seconds=1", "measure.latency_repeats=1"]
+
+
+def _without(overrides: list[str], *keys: str) -> list[str]:
+    return [o for o in overrides if not o.startswith(keys)]
+
+
+@pytest.mark.parametrize("experiment, tiny", [("rnnoise", TINY), ("fsmn_vad", TINY_VAD)])
+def test_two_process_run_logs_the_one_process_figures(experiment, tiny, tmp_path):
+    overrides = [f"+experiment={experiment}", *_without(tiny, "trainer.max_steps", "trainer.val_check_interval",
+                                                         "data.test.utterances", "measure."), *SHORT,
+                 *sandbox_overrides(tmp_path)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores
+    result = subprocess.run([sys.executable, "train.py", *overrides, "trainer.devices=2", "trainer.strategy=ddp"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    cfg = compose_config(overrides)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    distributed = {k: v for k, v in logged.data.metrics.items() if k.startswith("test/")}
+    (checkpoint,) = (Path(cfg.paths.experiments_dir) / "runs" / experiment).glob("*/checkpoints/best-*.ckpt")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    single = trainer.test(load_task(checkpoint), datamodule=instantiate(cfg.data), verbose=False)[0]
+
+    assert distributed["test/items"] == single["test/items"] == 9
+    assert set(distributed) == set(single)
+    for name, value in single.items():
+        if math.isnan(value):
+            assert math.isnan(distributed[name]), name
+        else:
+            assert distributed[name] == pytest.approx(value, rel=1e-4, abs=1e-4), name
