@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from speechcompress.checkpoints import read_checkpoint
 from speechcompress.compression.blocks import block_mask
 from speechcompress.compression.masking import scheduled_density
-from speechcompress.compression.size import encoded_bytes, size_metrics, tensor_sizes
+from speechcompress.compression.size import size_metrics, tensor_sizes, xiph_arrays
 from speechcompress.compression.sparsify import (
     XIPH_GATE_DENSITY,
     SparsifyCallback,
@@ -33,14 +33,22 @@ def test_schedule_formula_at_its_edges():
     assert scheduled_density(200, start, stop, target, exponent=1) == pytest.approx(0.6)
 
 
-def test_one_density_scales_xiphs_gate_targets():
+def test_one_density_scales_xiphs_gate_targets_to_exactly_that_mean():
     assert gate_densities(None) == XIPH_GATE_DENSITY
     assert all(d == pytest.approx(1.0) for d in gate_densities(1.0).values())
     assert gate_densities(1 / 3) == pytest.approx(XIPH_GATE_DENSITY)
+    for density in (0.1, 0.2, 0.5, 0.9):  # what a run name such as d0.10 promises
+        assert sum(gate_densities(density).values()) / 3 == pytest.approx(density, abs=1e-12)
     low, high = gate_densities(0.1), gate_densities(0.5)
     assert all(low[g] < high[g] for g in "rzn") and low["z"] < low["r"] < low["n"]
     with pytest.raises(ConfigError, match="compression.density"):
         gate_densities(0.0)
+    # a GRU sparsified at d0.10 keeps 10 % of its 8×4 blocks, to within one block per gate
+    gru = torch.nn.GRU(64, 64)
+    masks = SparsifyCallback(density=0.1, keep_diagonal=False).compute_masks(gru, alpha=0.0)
+    blocks_per_gate = (64 // 8) * (64 // 4)
+    for mask in masks.values():
+        assert float(mask.float().mean()) == pytest.approx(0.1, abs=1.5 / blocks_per_gate)
 
 
 def test_block_selection_keeps_the_highest_energy_blocks():
@@ -57,19 +65,54 @@ def test_block_selection_keeps_the_highest_energy_blocks():
     assert kept.diagonal().all()
 
 
-def test_size_encoder_byte_count_by_hand():
-    weight = torch.zeros(16, 8)
-    weight[0:8, 0:4] = 1.0
-    weight[8:16, 0:4] = 1.0
-    weight[8:16, 4] = 1.0  # one column of the last block is enough to keep it
-    # 2 groups of 8 rows, 3 kept blocks: index 4·(2 + 3) = 20 bytes
-    # fp32: 20 + 3·32·4 = 404 (< 512 dense); int8: 20 + 3·32 + 16 scales·4 = 180 (< 128 + 64 dense)
-    assert encoded_bytes(weight) == (404, 180)
-    assert encoded_bytes(torch.ones(16, 8)) == (512, 192)  # dense is cheaper once every block is kept
-    assert encoded_bytes(torch.ones(7)) == (28, 28)  # biases stay fp32
-    gru = torch.nn.GRU(8, 8)
-    metrics = size_metrics(tensor_sizes(gru))
-    assert metrics["size/bytes_dense_fp32_gru"] == 4 * sum(p.numel() for p in gru.parameters())
+class _Deployable(torch.nn.Module):
+    """A GRU whose recurrent weights are their diagonal plus one weight, a conv that kept only its
+    first tap, a dense int8 layer and a layer that stays float."""
+
+    unquantized_layers = ("head",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 8, kernel_size=2)
+        self.gru = torch.nn.GRU(8, 16)
+        self.dense = torch.nn.Linear(16, 8)
+        self.head = torch.nn.Linear(16, 8)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.fill_(1.0)
+            self.conv.weight[:, :, 1] = 0.0  # tap 1 pruned: one block in the tap-major (k·in, out) layout
+            self.gru.weight_hh_l0.zero_()
+            for gate in range(3):
+                self.gru.weight_hh_l0[gate * 16 + torch.arange(16), torch.arange(16)] = 0.5
+            self.gru.weight_hh_l0[32, 12] = 0.25  # gate n, unit 0, from unit 12: away from the diagonal's blocks
+
+
+def test_byte_counts_match_xiphs_exporter_by_hand():
+    model = _Deployable()
+    sizes = {s.name: (s.bytes_sparse, s.bytes_sparse_int8) for s in tensor_sizes(model)}
+    # conv: matrix (k·in = 8, out = 8) is 2 blocks, the tap-1 one all zero. Block-sparse: idx
+    # [count, offset] 2 ints + one block, smaller than dense (64 weights). fp32 8 + 128; int8 8 + 32
+    # + subias and scale (8 floats each). Bias: 8 floats.
+    assert sizes["conv.weight"] == (8 + 32 * 4, 8 + 32 + 2 * 32) and sizes["conv.bias"] == (32, 32)
+    # GRU input (8 → 3·16 = 48 outputs), all ones: 6 groups of 8 outputs × 2 groups of 4 inputs = 12
+    # blocks, always block-sparse: idx (6 + 12) ints = 72 bytes, weights 12 · 32
+    assert sizes["gru.weight_ih_l0"] == (72 + 12 * 32 * 4, 72 + 12 * 32 + 2 * 48 * 4)
+    # GRU recurrent: the diagonal is a vector of 3·16 floats (192 bytes); what is left is the one
+    # weight at unit 12 → gate n unit 0, in 1 block: idx (6 + 1) ints = 28 bytes, weights 32
+    assert sizes["gru.weight_hh_l0"] == (192 + 28 + 32 * 4, 192 + 28 + 32 + 2 * 48 * 4)
+    assert sizes["gru.bias_ih_l0"] == sizes["gru.bias_hh_l0"] == (48 * 4, 48 * 4)
+    # dense 16 → 8, all ones: block-sparse would cost 5 idx ints more than dense. fp32 128 floats;
+    # int8 128 bytes + subias + scale
+    assert sizes["dense.weight"] == (128 * 4, 128 + 2 * 32)
+    assert sizes["head.weight"] == (128 * 4, 128 * 4)  # unquantized: fp32 in the int8 export too
+    metrics = size_metrics(model)
+    assert metrics["size/bytes_sparse"] == sum(fp32 for fp32, _ in sizes.values())
+    assert metrics["size/bytes_sparse_int8"] == sum(int8 for _, int8 in sizes.values())
+    # the weights file: a 64-byte header per array and data padded to 64 bytes; the conv's fp32
+    # arrays (idx 8, weights 128, bias 32 bytes) take 64 + 64, 64 + 128 and 64 + 64
+    conv = [a for a in xiph_arrays(model, quantize=False) if a.tensor.startswith("conv")]
+    assert [a.name for a in conv] == ["conv_weights_idx", "conv_weights_float", "conv_bias"]
+    assert sum(a.blob_bytes for a in conv) == 128 + 192 + 128
 
 
 def _sparse_cfg(root, *extra):

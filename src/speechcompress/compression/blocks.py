@@ -1,7 +1,8 @@
 """Block structure of weight matrices: energies of 8×4 blocks and masks that keep the strongest.
 
-A weight of any rank is viewed as a matrix [outputs, inputs] (conv kernels flatten their input
-channels and taps together), as RNNoise's C runtime multiplies them.
+A weight of any rank is viewed as a matrix [outputs, inputs] as RNNoise's C runtime multiplies it:
+a conv kernel [out, in, k] tap-major, [out, k · in], so that a block's 4 inputs are 4 channels of
+one tap (xiph's exporter lays convs out as (k · in, out)).
 """
 
 from __future__ import annotations
@@ -13,15 +14,29 @@ DEFAULT_BLOCK = (8, 4)  # outputs × inputs, as xiph's sparse_sgemv8x4
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """[out, ...] → [out, inputs]; conv kernels [out, in, k] tap-major, [out, k · in]."""
+    if weight.dim() == 3:
+        return weight.transpose(1, 2).reshape(weight.shape[0], -1)
     return weight.reshape(weight.shape[0], -1)
+
+
+def from_matrix(matrix: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The inverse of `as_matrix` for a weight of `shape`."""
+    if len(shape) == 3:
+        return matrix.reshape(shape[0], shape[2], shape[1]).transpose(1, 2)
+    return matrix.reshape(shape)
+
+
+def block_sums(values: torch.Tensor, block: tuple[int, int] = DEFAULT_BLOCK) -> torch.Tensor:
+    """Sum of `values` [out, in] over each block: [ceil(out/8), ceil(in/4)] (edges zero-padded); differentiable."""
+    rows, cols = block
+    padded = F.pad(values, (0, -values.shape[1] % cols, 0, -values.shape[0] % rows))
+    return padded.reshape(padded.shape[0] // rows, rows, padded.shape[1] // cols, cols).sum(dim=(1, 3))
 
 
 def block_energy(matrix: torch.Tensor, block: tuple[int, int] = DEFAULT_BLOCK) -> torch.Tensor:
     """Sum of squares of each block: [ceil(out/8), ceil(in/4)] (edges zero-padded); differentiable."""
-    rows, cols = block
-    padded = F.pad(matrix.float(), (0, -matrix.shape[1] % cols, 0, -matrix.shape[0] % rows))
-    blocks = padded.reshape(padded.shape[0] // rows, rows, padded.shape[1] // cols, cols)
-    return blocks.square().sum(dim=(1, 3))
+    return block_sums(matrix.float().square(), block)
 
 
 def expand_blocks(block_mask: torch.Tensor, shape: tuple[int, int], block: tuple[int, int] = DEFAULT_BLOCK) -> torch.Tensor:

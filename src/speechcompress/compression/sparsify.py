@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from speechcompress.compression.blocks import as_matrix, block_mask
+from speechcompress.compression.blocks import as_matrix, block_mask, from_matrix
 from speechcompress.compression.masking import ScheduledMaskCallback, density_at
 from speechcompress.config import ConfigError
 
@@ -22,17 +22,27 @@ XIPH_GATE_DENSITY = {"r": 0.3, "z": 0.2, "n": 0.5}  # PyTorch's GRU row order is
 _XIPH_MEAN = sum(XIPH_GATE_DENSITY.values()) / 3
 
 
-def gate_densities(density: float | None) -> dict[str, float]:
-    """xiph's per-gate targets, or targets scaled to a single `density`.
+def _scaled(t: float) -> dict[str, float]:
+    """xiph's gate targets moved along g_gate = t^(log g_xiph / log mean): t = 1 dense, t = mean xiph's."""
+    return {gate: t ** (math.log(g) / math.log(_XIPH_MEAN)) for gate, g in XIPH_GATE_DENSITY.items()}
 
-    Scaling is geometric, g_gate = density^(log g_xiph / log mean(g_xiph)), so density 1 is dense,
-    density 1/3 is exactly xiph's (0.3, 0.2, 0.5), and the gates keep their order in between.
+
+def gate_densities(density: float | None) -> dict[str, float]:
+    """xiph's per-gate targets, or targets scaled so that their mean is exactly `density`.
+
+    The gates share one geometric scaling (see `_scaled`), so density 1 is dense, density 1/3 is
+    exactly xiph's (0.3, 0.2, 0.5), and the gates keep their order; the mean of the three is a
+    monotone function of t, solved for `density` by bisection.
     """
     if density is None:
         return dict(XIPH_GATE_DENSITY)
     if not 0.0 < density <= 1.0:
         raise ConfigError(f"compression.density must be in (0, 1], got {density}")
-    return {gate: density ** (math.log(g) / math.log(_XIPH_MEAN)) for gate, g in XIPH_GATE_DENSITY.items()}
+    low, high = 0.0, 1.0
+    for _ in range(100):  # far below float resolution
+        middle = (low + high) / 2
+        low, high = (middle, high) if sum(_scaled(middle).values()) / 3 < density else (low, middle)
+    return _scaled(high)
 
 
 class SparsifyCallback(ScheduledMaskCallback):
@@ -84,8 +94,8 @@ class SparsifyCallback(ScheduledMaskCallback):
             gates = param.detach().chunk(3, dim=0)
             return torch.cat([block_mask(g, density_at(alpha, target[k]), self.block, keep_diagonal)
                               for g, k in zip(gates, ("r", "z", "n"), strict=True)]).cpu()
-        matrix = as_matrix(param.detach())
-        return block_mask(matrix, density_at(alpha, target), self.block, False).reshape(param.shape).cpu()
+        mask = block_mask(as_matrix(param.detach()), density_at(alpha, target), self.block, False)
+        return from_matrix(mask, param.shape).contiguous().cpu()
 
     def compute_masks(self, model: nn.Module, alpha: float) -> dict[str, torch.Tensor]:
         return {name: self._mask_for(param, target, diag, alpha) for name, (param, target, diag) in self.targets(model).items()}

@@ -34,6 +34,9 @@ class RNNoiseOutput:
 
 
 class RNNoise(nn.Module):
+    # a deployment fact, not a training one: xiph's dump script keeps these in float when it quantizes
+    unquantized_layers = ("conv1", "dense_out", "vad_dense")
+
     def __init__(
         self,
         sample_rate: int = 16000,
