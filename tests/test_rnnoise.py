@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from speechcompress.models.rnnoise import RNNoise
@@ -50,3 +51,43 @@ def test_layout_follows_xiph():
     assert model.conv1.in_channels == 22 + 12
     assert model.gru1.hidden_size == model.gru3.hidden_size == 384
     assert model.dense_out.in_features == 4 * 384
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_training_step_under_autocast_stays_finite(dtype):
+    """Band energies of 1e8–1e12 overflow fp16: the front-end and the loss run in fp32 under autocast."""
+    from speechcompress.tasks.losses import RNNoiseLoss
+
+    torch.manual_seed(0)
+    model = RNNoise(cond_size=16, gru_size=16)
+    clean = torch.randn(2, 8000) * 0.3
+    batch = {"clean": clean, "noisy": clean + 0.1 * torch.randn_like(clean), "vad": torch.ones(2, 50)}
+    with torch.autocast("cpu", dtype=dtype):
+        output = model(batch["noisy"])
+        loss = RNNoiseLoss()(model, output, batch)["loss"]
+    assert output.band_energy.dtype == torch.float32 and torch.isfinite(output.band_energy).all()
+    assert output.gains.dtype == dtype  # the network itself does run in reduced precision
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_lightning_trains_a_step_in_bf16_mixed_precision(tmp_path):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from speechcompress.data.mixing import pad_collate
+    from speechcompress.tasks.denoise import DenoiseTask
+
+    torch.manual_seed(0)
+    task = DenoiseTask(model={"_target_": "speechcompress.models.rnnoise.RNNoise", "cond_size": 8, "gru_size": 8},
+                       loss={"_target_": "speechcompress.tasks.losses.RNNoiseLoss"}, optimizer={"lr": 1e-3})
+    clean = torch.randn(4, 4000) * 0.3
+    items = [{"noisy": c + 0.1 * torch.randn_like(c), "clean": c, "vad": torch.ones(25), "index": torch.tensor(i)}
+             for i, c in enumerate(clean)]
+    before = [p.detach().clone() for p in task.parameters()]
+    trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(items, batch_size=2, collate_fn=pad_collate))
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.parameters(), strict=True))  # it did learn

@@ -19,7 +19,11 @@ from torch import nn
 from speechcompress.features.bands import dct_matrix, triangular_filterbank
 from speechcompress.features.stft import istft, num_frames, stft, vorbis_window
 
-_INT16_SCALE = 32768.0  # energies on the int16 scale, so the 1e-2 floor matches xiph's
+# Samples on the int16 scale, as xiph's; but our FFT is unnormalised where xiph's scales by 1/N
+# (N = 2·hop, the window), so band energies are N² times xiph's, values of about 1e8–1e12, and the
+# 1e-2 floor below sits N² lower than xiph's own 1e-2 (about 1e-7 in xiph's units at 16 kHz).
+# fp16 cannot hold such energies (its largest value is 65504): the front-end always runs in fp32.
+_INT16_SCALE = 32768.0
 _LOG_FLOOR = 1e-2
 _LOG_CENTER, _LOG_SCALE = 4.0, 3.0  # log10 band energies of speech span about −2 … 10
 _CONTEXT = 4  # frames of feature context the two k=3 convs consume (3 past, 1 ahead)
@@ -72,17 +76,19 @@ class RNNoise(nn.Module):
 
     # --- signal side -------------------------------------------------------------------------
     def band_energy(self, spec: torch.Tensor) -> torch.Tensor:
-        """Complex [B, F, bins] → band energies [B, F, n_bands] on the int16 scale."""
-        power = (spec.real.square() + spec.imag.square()) * _INT16_SCALE**2
-        return power @ self.filterbank.T
+        """Complex [B, F, bins] → band energies [B, F, n_bands] on the int16 scale, in fp32 even under autocast."""
+        with torch.autocast(spec.device.type, enabled=False):
+            power = (spec.real.float().square() + spec.imag.float().square()) * _INT16_SCALE**2
+            return power @ self.filterbank.T
 
     def analysis_band_energy(self, wave: torch.Tensor) -> torch.Tensor:
         """Band energies [B, frames, n_bands] of a waveform, on the same frames as `forward`'s output."""
         return self.band_energy(stft(wave, self.hop, self.window))
 
     def cepstrum(self, band_energy: torch.Tensor) -> torch.Tensor:
-        log_energy = (torch.log10(band_energy + _LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE
-        return log_energy @ self.dct.T
+        with torch.autocast(band_energy.device.type, enabled=False):
+            log_energy = (torch.log10(band_energy.float() + _LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE
+            return log_energy @ self.dct.T
 
     def _silence_cepstrum(self, batch: int) -> torch.Tensor:
         return self.cepstrum(torch.zeros(batch, 1, self.n_bands, device=self.dct.device))
@@ -116,7 +122,7 @@ class RNNoise(nn.Module):
         batch, length = noisy.shape
         frames = num_frames(length, self.hop)
         # One extra hop of zeros gives the look-ahead frame for the last output frame.
-        spec = stft(F.pad(noisy, (0, self.hop)), self.hop, self.window)
+        spec = stft(F.pad(noisy.float(), (0, self.hop)), self.hop, self.window)
         energy = self.band_energy(spec)
         silence = self._silence_cepstrum(batch)
         features = self._with_deltas(self.cepstrum(energy), silence.expand(-1, 2, -1))

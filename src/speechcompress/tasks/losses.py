@@ -25,14 +25,19 @@ class RNNoiseLoss:
         self.speech_weight, self.silence_energy = speech_weight, silence_energy
 
     def __call__(self, model, output, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # in fp32 under mixed precision too: the energies overflow fp16, and CUDA's autocast refuses BCE
+        with torch.autocast(batch["clean"].device.type, enabled=False):
+            return self._terms(model, output, batch)
+
+    def _terms(self, model, output, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         clean_energy = model.analysis_band_energy(batch["clean"])
         noisy_energy = output.band_energy
         target = torch.sqrt((clean_energy + 1e-3) / (noisy_energy + 1e-3)).clamp(max=1.0)
         valid = ((clean_energy > self.silence_energy) | (noisy_energy > self.silence_energy)).float()
         vad = frame_vad_targets(batch["vad"])[:, : output.vad.shape[1]]
-        error = output.gains.pow(self.gamma) - target.pow(self.gamma)
+        error = output.gains.float().pow(self.gamma) - target.pow(self.gamma)
         weight = (1.0 + self.speech_weight * vad).unsqueeze(-1) * valid
         gain_loss = (weight * error.square()).sum() / valid.sum().clamp(min=1.0)
-        bce = F.binary_cross_entropy(output.vad.clamp(1e-4, 1 - 1e-4), vad, reduction="none")
+        bce = F.binary_cross_entropy(output.vad.float().clamp(1e-4, 1 - 1e-4), vad, reduction="none")
         vad_loss = ((2 * vad - 1).abs() * bce).mean()
         return {"loss": gain_loss + self.vad_weight * vad_loss, "gain_loss": gain_loss, "vad_loss": vad_loss}
