@@ -162,7 +162,12 @@ def test_masks_survive_a_checkpoint_and_a_resumed_run_matches_an_uninterrupted_o
     assert density == pytest.approx(expected, abs=0.02 + h / gru.numel())  # + the kept diagonal
 
 
-def test_a_run_too_short_for_the_schedule_stops_before_training(tmp_path):
+def test_a_run_too_short_for_the_schedule_is_refused_and_leaves_nothing_behind(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'experiments' / 'mlflow.db'}"
+    client = MlflowClient(store)  # a store that already holds a run
+    earlier = client.create_run(client.create_experiment("rnnoise_sparse")).info.run_id
     overrides = [o for o in TINY if not o.startswith("trainer.max_steps")]
     result = subprocess.run(
         [sys.executable, "train.py", "+experiment=rnnoise_sparse", *overrides, *sandbox_overrides(tmp_path),
@@ -170,9 +175,24 @@ def test_a_run_too_short_for_the_schedule_stops_before_training(tmp_path):
     assert result.returncode == 2
     message = result.stderr
     assert "150 optimizer steps" in message and "from step 200 to 1000" in message
+    assert "compression.sparsify_start=200" in message and "compression.sparsify_stop=1000" in message
     assert "trainer.max_steps=1000" in message and "compression.schedule=relative" in message
     assert "Traceback" not in message
     assert "Epoch 0" not in result.stdout + result.stderr  # no training step was taken
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs] == [earlier]  # the store is as it was
+    assert sorted(p.name for p in (tmp_path / "experiments").iterdir()) == ["mlflow.db"]  # no run folder
+
+
+def test_keys_nested_under_callbacks_are_named_as_typed(tmp_path):
+    cfg = compose_config(["+experiment=rnnoise_group_lasso", *TINY, *sandbox_overrides(tmp_path),
+                          "compression.callbacks.prune.prune_stop=500"])  # set inside the callback's own node
+    from speechcompress.train import run
+
+    with pytest.raises(ConfigError, match=r"compression\.callbacks\.prune\.prune_stop=500 must come after "
+                                          r"compression\.prune_start=600"):
+        run(cfg)
+    assert not (tmp_path / "experiments").exists()
 
 
 def test_relative_schedule_follows_the_run_length():

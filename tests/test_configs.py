@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
 
-from .conftest import compose_config
+from .conftest import compose_config, sandbox_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -42,3 +42,10 @@ def test_misspelled_group_gets_hydras_error():
     result = _train("+experiment=rnnose")
     assert result.returncode != 0
     assert "Could not find 'experiment/rnnose'" in result.stderr
+
+
+def test_a_missing_resume_checkpoint_is_one_line_and_exit_2(tmp_path):
+    result = _train("+experiment=rnnoise", f"resume={tmp_path / 'gone.ckpt'}", *sandbox_overrides(tmp_path))
+    assert result.returncode == 2
+    assert "resume=" in result.stderr and "gone.ckpt: no such checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr

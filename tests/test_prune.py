@@ -3,12 +3,17 @@
 import pytest
 import torch
 import yaml
+from hydra.utils import instantiate
 
+from speechcompress.checkpoints import load_task, save_task
 from speechcompress.cli import main
-from speechcompress.compression.prune import PruneCallback, magnitude_mask, row_mask
-from speechcompress.compression.regularize import GroupLassoCallback, group_lasso
+from speechcompress.compression.prune import PruneCallback, magnitude_mask
+from speechcompress.compression.regularize import GroupLassoCallback, block_lasso, unit_lasso
+from speechcompress.compression.structured import largest_difference, shrink_model
 from speechcompress.config import ConfigError
+from speechcompress.models.fsmn_vad import FSMNVAD
 from speechcompress.models.rnnoise import RNNoise
+from speechcompress.tasks.denoise import DenoiseTask
 
 
 def test_magnitude_mask_keeps_the_largest_weights():
@@ -16,30 +21,77 @@ def test_magnitude_mask_keeps_the_largest_weights():
     assert magnitude_mask(weight, 0.5).tolist() == [[False, True], [True, False]]
 
 
-def test_structured_pruning_removes_whole_rows():
+def _pruned_units(model, sparsity=0.5):
     torch.manual_seed(0)
-    weight = torch.randn(16, 12)
-    weight[3] *= 0.01
-    weight[9] *= 0.02
-    mask = row_mask(weight, density=0.75)
-    kept_rows = mask.all(dim=1)
-    assert kept_rows.sum() == 12 and not kept_rows[3] and not kept_rows[9]
-    assert (mask.all(dim=1) | ~mask.any(dim=1)).all()  # every row all kept or all pruned
-    conv = torch.randn(8, 4, 3)
-    assert row_mask(conv, 0.5).reshape(8, -1).all(dim=1).sum() == 4
+    callback = PruneCallback(final_sparsity=sparsity, structure="structured")
+    callback.masks = callback.compute_masks(model, alpha=0.0)
+    callback.apply_masks(model)
+    return callback
 
 
-def test_prune_callback_hits_its_targets_per_tensor_globally_and_by_row():
-    torch.manual_seed(0)
+def test_structured_pruning_removes_whole_units_and_never_the_outputs():
     model = RNNoise(cond_size=16, gru_size=16)
-    for structure, scope in (("unstructured", "per_tensor"), ("unstructured", "global"), ("structured", "per_tensor")):
-        callback = PruneCallback(final_sparsity=0.75, structure=structure, scope=scope)
-        masks = callback.compute_masks(model, alpha=0.0)
-        assert set(masks) == {n for n, p in model.named_parameters() if p.dim() >= 2}
-        total = sum(m.numel() for m in masks.values())
-        assert sum(int(m.sum()) for m in masks.values()) / total == pytest.approx(0.25, abs=0.02)
-        halfway = callback.compute_masks(model, alpha=0.5)
-        assert sum(int(m.sum()) for m in halfway.values()) / total == pytest.approx(0.625, abs=0.02)
+    callback = _pruned_units(model)
+    h = 16
+    w_ih, w_hh = model.gru1.weight_ih_l0, model.gru1.weight_hh_l0
+    dead = [j for j in range(h) if not w_ih[j].any()]
+    assert len(dead) == h // 2
+    for j in dead:  # the unit's rows in all three gates, both matrices and biases, and everything reading it
+        for gate in range(3):
+            row = gate * h + j
+            assert not (w_ih[row].any() or w_hh[row].any() or model.gru1.bias_ih_l0[row] or model.gru1.bias_hh_l0[row])
+        assert not w_hh[:, j].any() and not model.gru2.weight_ih_l0[:, j].any()
+        assert not model.dense_out.weight[:, h + j].any()  # the heads read conv2 (h channels), then gru1
+    alive = [j for j in range(h) if j not in dead]
+    assert all(w_ih[j].any() and w_ih[h + j].any() and w_ih[2 * h + j].any() for j in alive)
+    assert model.dense_out.weight.any(dim=1).all() and model.dense_out.bias.all()  # every band keeps its gain
+    assert model.vad_dense.weight.any()
+    assert not any(name.startswith(("dense_out", "vad_dense")) for name in callback.masks if "bias" in name)
+
+
+def test_structured_pruning_of_fsmn_vad_takes_the_memory_filters_along():
+    model = FSMNVAD(hidden=32, proj=16, layers=2, input_affine=24, output_affine=16)
+    _pruned_units(model)
+    project, left = model.layers[0].project.weight, model.layers[0].memory.left.weight
+    dead = [c for c in range(16) if not project[c].any()]
+    assert len(dead) == 8 and all(not left[c].any() and not model.layers[0].expand.weight[:, c].any() for c in dead)
+    assert model.output[1].weight.any(dim=1).all()  # both classes keep their logits
+
+
+@pytest.mark.parametrize("build", [lambda: RNNoise(cond_size=16, gru_size=24),
+                                   lambda: FSMNVAD(hidden=32, proj=16, layers=2, input_affine=24, output_affine=16)])
+def test_shrinking_a_pruned_model_removes_parameters_and_keeps_its_outputs(build):
+    model = build()
+    if hasattr(model, "cmvn"):
+        model.cmvn.fit(torch.randn(100, 80) * 3 + 8)
+    _pruned_units(model)
+    config = {"_target_": f"{type(model).__module__}.{type(model).__name__}", **_constructor_args(model)}
+    smaller, smaller_config = shrink_model(model, config)
+    assert sum(p.numel() for p in smaller.parameters()) < 0.6 * sum(p.numel() for p in model.parameters())
+    assert all(size == group.size // 2 for group in model.channel_groups() for name, size in
+               smaller_config["channels"].items() if name == group.name)
+    assert largest_difference(model, smaller) < 1e-5
+    assert instantiate(smaller_config).state_dict().keys() == smaller.state_dict().keys()
+
+
+def _constructor_args(model) -> dict:
+    if isinstance(model, RNNoise):
+        return {"cond_size": model.sizes["conv1"], "gru_size": model.sizes["gru1"]}
+    return {"hidden": 32, "proj": 16, "layers": 2, "input_affine": 24, "output_affine": 16}
+
+
+def test_shrink_command_writes_a_smaller_checkpoint_with_the_same_outputs(tmp_path, capsys):
+    task = DenoiseTask(model={"_target_": "speechcompress.models.rnnoise.RNNoise", "cond_size": 16, "gru_size": 16},
+                       loss={"_target_": "speechcompress.tasks.losses.RNNoiseLoss"}, optimizer={"lr": 1e-3})
+    _pruned_units(task.model)
+    save_task(task, tmp_path / "masked.ckpt")
+    assert main(["shrink", "--checkpoint", str(tmp_path / "masked.ckpt"), "--out", str(tmp_path / "small.ckpt")]) == 0
+    report = capsys.readouterr().out
+    assert "gru1" in report and "outputs differ from the masked model by at most" in report
+    small = load_task(tmp_path / "small.ckpt")
+    assert small.model.gru1.hidden_size == 8 and small.model.conv1.out_channels == 8
+    assert largest_difference(task.model, small.model) < 1e-5
+    assert (tmp_path / "small.ckpt").stat().st_size < 0.6 * (tmp_path / "masked.ckpt").stat().st_size
 
 
 def test_prune_callback_state_round_trip():
@@ -60,27 +112,37 @@ def test_bad_prune_settings_are_refused():
         PruneCallback(structure="structured", scope="global")
     with pytest.raises(ConfigError, match="sensitivity"):
         PruneCallback(ratios_file="/no/such/ratios.yaml")
+    with pytest.raises(ConfigError, match="scope=global.*ratios_file"):
+        PruneCallback(scope="global", ratios_file="/any/ratios.yaml")
+    with pytest.raises(ConfigError, match="no channel groups match .* the model has"):
+        PruneCallback(structure="structured", patterns=["lstm*"]).compute_masks(RNNoise(cond_size=8, gru_size=8), 1.0)
 
 
 def test_group_lasso_value_and_ramp():
     weight = torch.zeros(8, 4, requires_grad=True)
     with torch.no_grad():
-        weight[0] = torch.tensor([3.0, 4.0, 0.0, 0.0])  # row norm 5
-        weight[1, 0] = 2.0  # row norm 2
-    assert float(group_lasso(weight, "rows")) == pytest.approx(7.0, abs=1e-4)
-    assert float(group_lasso(weight, "blocks")) == pytest.approx((9 + 16 + 4) ** 0.5, abs=1e-4)
-    group_lasso(weight, "rows").backward()
-    assert torch.isfinite(weight.grad).all()
+        weight[0] = torch.tensor([3.0, 4.0, 0.0, 0.0])
+        weight[1, 0] = 2.0
+    assert float(block_lasso(weight.detach())) == pytest.approx((9 + 16 + 4) ** 0.5, abs=1e-4)  # one 8×4 block
+    model = RNNoise(cond_size=8, gru_size=8)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.conv1.weight[3, 0, 0], model.conv1.bias[3] = 3.0, 4.0  # conv1 channel 3: norm 5
+        model.gru2.weight_ih_l0[8 + 1, 2], model.gru2.bias_hh_l0[16 + 1] = 1.0, 1.0  # gru2 unit 1 (z, n): √2
+        model.dense_out.weight.fill_(9.0)  # outputs are no unit: not in the penalty
+    penalty = unit_lasso(model)
+    assert float(penalty) == pytest.approx(5.0 + 2**0.5, abs=1e-4)
+    penalty.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
-    class FakeTask:  # the protocol only needs .model and .global_step
-        model = torch.nn.Linear(4, 8, bias=False)
+    class Task:  # the protocol only needs .model and .global_step
         global_step = 50
 
-    with torch.no_grad():
-        FakeTask.model.weight.copy_(weight.detach())
+    Task.model = model
     callback = GroupLassoCallback(weight=0.1, warmup_steps=100)
-    term = callback.loss_terms(FakeTask(), {}, None)["group_lasso"]
-    assert float(term) == pytest.approx(0.1 * 0.5 * 7.0, abs=1e-4)
+    term = callback.loss_terms(Task(), {}, None)["group_lasso"]
+    assert float(term) == pytest.approx(0.1 * 0.5 * (5.0 + 2**0.5), abs=1e-4)
 
 
 def test_sensitivity_command_writes_table_plot_and_usable_ratios(tiny_run, tmp_path, capsys):
@@ -104,8 +166,7 @@ def test_sensitivity_command_writes_table_plot_and_usable_ratios(tiny_run, tmp_p
 
 @pytest.mark.parametrize("experiment, schedule", [
     ("rnnoise_prune", ["compression.schedule=relative", "compression.prune_start=0.1", "compression.prune_stop=0.6"]),
-    ("rnnoise_group_lasso", ["compression.callbacks.prune.schedule=relative",
-                             "compression.callbacks.prune.prune_start=0.3", "compression.callbacks.prune.prune_stop=0.6"]),
+    ("rnnoise_group_lasso", ["compression.schedule=relative", "compression.prune_start=0.3", "compression.prune_stop=0.6"]),
 ])
 def test_pruning_recipes_train_and_end_at_their_sparsity(experiment, schedule, tmp_path):
     """The shipped recipes, on the tiny model for 120 steps through the real train.run."""
@@ -119,10 +180,19 @@ def test_pruning_recipes_train_and_end_at_their_sparsity(experiment, schedule, t
     cfg = compose_config([f"+experiment={experiment}", *overrides, *sandbox_overrides(tmp_path),
                           "trainer.max_steps=120", "trainer.val_check_interval=60", *schedule])
     metrics = run(cfg)
-    target = 0.3 if experiment == "rnnoise_prune" else 0.5  # density of the pruned weights
     client = MlflowClient(cfg.logger.tracking_uri)
     (logged,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert logged.data.metrics["compression/density"] == pytest.approx(target, abs=0.02)
-    assert metrics["size/nonzero"] < metrics["size/params"]
-    if experiment == "rnnoise_group_lasso":
-        assert "train/group_lasso" in logged.data.metrics
+    if experiment == "rnnoise_prune":
+        assert logged.data.metrics["compression/density"] == pytest.approx(0.3, abs=0.02)
+        assert metrics["size/nonzero"] < metrics["size/params"]
+        return
+    # group lasso, then half of every group's units pruned, then the model rebuilt without them
+    assert "train/group_lasso" in logged.data.metrics
+    before, after = logged.data.metrics["shrink/params_before"], logged.data.metrics["size/params"]
+    assert after < 0.5 * before and after == metrics["size/params"]
+    assert logged.data.metrics["shrink/max_abs_difference"] < 1e-5
+    (shipped,) = client.list_artifacts(logged.info.run_id, "checkpoints")
+    assert shipped.path.endswith("final-shrunk.ckpt")
+    small = load_task(next((tmp_path / "experiments" / "runs" / experiment).glob("*/checkpoints/final-shrunk.ckpt")))
+    assert small.model.gru1.hidden_size == 16 and small.model.conv1.out_channels == 12  # half of 32 and of 24
+    assert sum(p.numel() for p in small.model.parameters()) == after

@@ -17,9 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint
+from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint, save_task
 from speechcompress.compression.masking import ScheduledMaskCallback
 from speechcompress.compression.size import tensor_sizes, write_size_csv
+from speechcompress.compression.structured import shrink_task
 from speechcompress.config import ConfigError
 from speechcompress.evaluation.measure import real_time_factor, size_report
 from speechcompress.tasks.base import SpeechTask
@@ -59,16 +60,46 @@ def build_task(cfg: DictConfig) -> SpeechTask:
     return instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
 
 
-def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> tuple[list[pl.Callback], ModelCheckpoint]:
-    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best-{step}", monitor="val/loss", mode="min",
-                                 save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    try:
-        compression = [instantiate(c) for c in (cfg.compression.get("callbacks") or {}).values()]
-    except InstantiationException as error:  # a callback refused its settings: pass its own message on
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
-        raise
-    return [checkpoint, RunIdInCheckpoint(), *compression], checkpoint
+def _typed_key(raw: object, fallback: str) -> str:
+    """The key a user types to set a callback argument: the one it interpolates (`${compression.x}`), else its own."""
+    if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}") and ":" not in raw:
+        return raw[2:-1]
+    return fallback
+
+
+def build_compression(cfg: DictConfig) -> list[pl.Callback]:
+    """The compression callbacks of `cfg.compression.callbacks`; a refused setting is a ConfigError.
+    Each learns, as `keys`, the command-line key of each of its arguments, for its messages."""
+    callbacks = []
+    for name, node in (cfg.compression.get("callbacks") or {}).items():
+        try:
+            callback = instantiate(node)
+        except InstantiationException as error:  # a callback refused its settings: pass its own message on
+            if isinstance(error.__cause__, ConfigError):
+                raise error.__cause__ from None
+            raise
+        raw = OmegaConf.to_container(node, resolve=False)
+        callback.keys = {arg: _typed_key(value, f"compression.callbacks.{name}.{arg}") for arg, value in raw.items()}
+        callbacks.append(callback)
+    return callbacks
+
+
+def planned_steps(cfg: DictConfig, datamodule) -> int:
+    """The optimizer steps the run will take: trainer.max_steps, or max_epochs × batches per epoch."""
+    if cfg.trainer.get("max_steps", -1) > 0:
+        return int(cfg.trainer.max_steps)
+    if cfg.trainer.get("max_epochs", -1) <= 0:
+        raise ConfigError("set trainer.max_steps (or trainer.max_epochs): the run needs an end")
+    batches = len(datamodule.dataset("train")) // datamodule.batch_size
+    return int(cfg.trainer.max_epochs) * batches // int(cfg.trainer.get("accumulate_grad_batches") or 1)
+
+
+def check_compression(callbacks: list[pl.Callback], task: SpeechTask, total_steps: int) -> None:
+    """Every callback checks its settings against the model and the run's length (schedules,
+    patterns, teachers), before anything is written: a refused command leaves no run behind."""
+    for callback in callbacks:
+        if hasattr(callback, "check"):
+            callback.check(task, total_steps)
 
 
 def _result_checkpoint(trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
@@ -111,47 +142,61 @@ def run(cfg: DictConfig) -> dict[str, float]:
     _refuse_missing(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     resume_path, resume_run_id = _resume_state(cfg)
-    run_dir = resume_path.parent.parent if resume_path else output_dir(cfg)
-    checkpoint_dir = run_dir / "checkpoints"
-
-    config_path = run_dir / "config.yaml"  # written first, so tools like `sensitivity` find it beside any checkpoint
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, config_path, resolve=True)
-
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
-    callbacks, checkpoint = build_callbacks(cfg, checkpoint_dir)  # before MLflow: a refused setting leaves no run
+    compression = build_compression(cfg)
+    check_compression(compression, task, planned_steps(cfg, datamodule))
+
+    # nothing is written before this line: a refused setting leaves no folder and no MLflow run
+    run_dir = resume_path.parent.parent if resume_path else output_dir(cfg)
+    config_path = run_dir / "config.yaml"  # first, so tools like `sensitivity` find it beside any checkpoint
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, config_path, resolve=True)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/loss",
+                                 mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
     logger = build_logger(cfg, resume_run_id)
     if resume_run_id is None:
         log_config(logger, cfg)
-    trainer = pl.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-                         default_root_dir=str(run_dir))
+    trainer = pl.Trainer(**cfg.trainer, logger=logger, callbacks=[checkpoint, RunIdInCheckpoint(), *compression],
+                         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True)
 
     result_path = _result_checkpoint(trainer, checkpoint)
-    test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False, weights_only=True)[0]
+    measured: dict[str, float] = {}
+    if cfg.compression.get("shrink"):  # test, measure and ship the rebuilt model, not the masked one
+        params_before = sum(p.numel() for p in task.model.parameters())
+        task, difference = shrink_task(task)
+        result_path = str(Path(result_path).with_name("final-shrunk.ckpt"))
+        if trainer.is_global_zero:
+            save_task(task, result_path)
+        measured = {"shrink/params_before": float(params_before), "shrink/max_abs_difference": difference}
+        test_metrics = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    else:
+        test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False,
+                                    weights_only=True)[0]
+    metrics = {k: float(v) for k, v in test_metrics.items()}
+    if not trainer.is_global_zero:  # one process measures, logs and reports
+        return metrics
     model = task.model
-    measured = {**size_report(model),
-                **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)}
-    if trainer.is_global_zero:
-        logger.log_metrics(measured, step=trainer.global_step)
-        client, run_id = logger.experiment, logger.run_id
-        client.log_artifact(run_id, str(config_path))
-        client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run_dir / "size_per_tensor.csv")))
-        client.log_artifact(run_id, result_path, "checkpoints")
-        for path in task.write_examples(run_dir / "examples"):
-            client.log_artifact(run_id, str(path), "examples")
-    metrics = {**{k: float(v) for k, v in test_metrics.items()}, **measured}
-    if trainer.is_global_zero:
-        print(summary(cfg, task, metrics, result_path, logger.run_id))
+    measured |= {**size_report(model), **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds,
+                                                          cfg.measure.latency_repeats)}
+    logger.log_metrics(measured, step=trainer.global_step)
+    client, run_id = logger.experiment, logger.run_id
+    client.log_artifact(run_id, str(config_path))
+    client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run_dir / "size_per_tensor.csv")))
+    client.log_artifact(run_id, result_path, "checkpoints")
+    for path in task.write_examples(run_dir / "examples"):
+        client.log_artifact(run_id, str(path), "examples")
+    metrics |= measured
+    print(summary(cfg, task, metrics, result_path, run_id))
     return metrics
 
 
 def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkpoint: str, run_id: str) -> str:
     """The one screen a user reads at the end of a run."""
     rtf = metrics.get("latency/rtf", math.nan)
-    sizes = (f"deployable size {int(metrics['size/bytes_sparse']):,} bytes fp32, "
-             f"{int(metrics['size/bytes_sparse_int8']):,} int8 (block-sparse where it pays")
+    sizes = (f"xiph's export   {int(metrics['size/bytes_sparse']):,} bytes fp32, "
+             f"{int(metrics['size/bytes_sparse_int8']):,} int8 (GRUs block-sparse, other layers where it pays")
     if metrics.get("size/bytes_sparse_gru"):
         sizes += f"; GRUs {int(metrics['size/bytes_sparse_gru']):,} fp32"
     return "\n".join([
@@ -163,7 +208,9 @@ def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkp
         "",
         *task.summary_lines(metrics),
         "",
-        f"parameters      {int(metrics['size/params']):,} ({int(metrics['size/nonzero']):,} non-zero)",
+        f"parameters      {int(metrics['size/params']):,} ({int(metrics['size/nonzero']):,} non-zero)"
+        + (f", shrunk from {int(metrics['shrink/params_before']):,}; outputs within "
+           f"{metrics['shrink/max_abs_difference']:.1e} of the masked model" if "shrink/params_before" in metrics else ""),
         f"checkpoint size {int(metrics['size/bytes_checkpoint']):,} bytes (fp32 weights)",
         sizes + ")",
         f"real-time factor {rtf:.4f} on 1 CPU thread ({1000 * rtf:.1f} ms per second of audio)",

@@ -39,6 +39,7 @@ class ScheduledMaskCallback(pl.Callback):
     """
 
     regrow = False
+    setting_names = ("start", "stop")  # the subclass's names of its start and stop arguments
 
     def __init__(self, start: float, stop: float, interval: int, exponent: float = 3.0,
                  schedule: str = "absolute") -> None:
@@ -49,32 +50,45 @@ class ScheduledMaskCallback(pl.Callback):
         self.start = self.stop = 0
         self.masks: dict[str, torch.Tensor] = {}
         self.last_update = -1
+        self.keys: dict[str, str] = {}  # argument → the key a user types (train.py fills it in)
 
     # --- for subclasses -----------------------------------------------------------------------
     def compute_masks(self, model: nn.Module, alpha: float) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     # --- schedule -----------------------------------------------------------------------------
+    def _key(self, argument: str) -> str:
+        return self.keys.get(argument, f"compression.{argument}")
+
     def resolve_schedule(self, total_steps: int) -> None:
         """Turn start/stop into steps; refuse, before training, a run too short to reach the stop."""
         what = type(self).__name__
+        start_key, stop_key = (self._key(name) for name in self.setting_names)
+        schedule_key = self._key("schedule")
         if self.schedule == "relative":
             if not 0 <= self.start_setting < self.stop_setting <= 1:
-                raise ConfigError(f"{what}: with schedule=relative, start < stop must be fractions in [0, 1]; "
-                                  f"got {self.start_setting} and {self.stop_setting}")
+                raise ConfigError(f"{what}: with {schedule_key}=relative, {start_key} < {stop_key} must be fractions "
+                                  f"in [0, 1]; got {self.start_setting} and {self.stop_setting}")
             self.start = int(self.start_setting * total_steps)
             self.stop = max(self.start + 1, int(self.stop_setting * total_steps))
         else:
             self.start, self.stop = int(self.start_setting), int(self.stop_setting)
         if self.stop <= self.start:
-            raise ConfigError(f"{what}: the stop step ({self.stop}) must come after the start step ({self.start})")
+            raise ConfigError(f"{what}: {stop_key}={self.stop} must come after {start_key}={self.start}")
         if total_steps < self.stop:
             raise ConfigError(
                 f"this run has {total_steps} optimizer steps but {what} works from step {self.start} to "
-                f"{self.stop}: the model would end {'dense' if total_steps <= self.start else 'half-compressed'}, "
-                f"far bigger than intended. Either train longer (trainer.max_steps={self.stop} or more), or "
-                f"set compression.schedule=relative and give start / stop as fractions of the run (e.g. 0.2 and 0.8)."
+                f"{self.stop} ({start_key}={self.start_setting}, {stop_key}={self.stop_setting}): the model would "
+                f"end {'dense' if total_steps <= self.start else 'half-compressed'}, far bigger than intended. "
+                f"Either train longer (trainer.max_steps={self.stop} or more), or set {schedule_key}=relative and "
+                f"give {start_key} / {stop_key} as fractions of the run (e.g. 0.2 and 0.8)."
             )
+
+    def check(self, pl_module: pl.LightningModule, total_steps: int) -> None:
+        """Before the run exists: refuse a schedule the run cannot finish, and patterns or ratios
+        that name nothing in the model (computing the dense masks does that)."""
+        self.resolve_schedule(total_steps)
+        self.compute_masks(pl_module.model, 1.0)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.resolve_schedule(int(trainer.estimated_stepping_batches))

@@ -47,6 +47,7 @@ def gate_densities(density: float | None) -> dict[str, float]:
 
 class SparsifyCallback(ScheduledMaskCallback):
     regrow = True  # xiph: pruned blocks may come back until sparsify_stop
+    setting_names = ("sparsify_start", "sparsify_stop")
 
     def __init__(
         self,

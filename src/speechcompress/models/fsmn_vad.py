@@ -27,6 +27,7 @@ from speechcompress.features.fbank import (
     sliding_stack,
     stack_frames,
 )
+from speechcompress.models.channels import ChannelGroup, Slice, linear_producers, resized
 from speechcompress.models.fsmn import FSMNMemory
 
 
@@ -41,11 +42,11 @@ class VADOutput:
 
 
 class FSMNLayer(nn.Module):
-    def __init__(self, hidden: int, proj: int, lorder: int, rorder: int, lstride: int, rstride: int) -> None:
+    def __init__(self, inputs: int, proj: int, outputs: int, lorder: int, rorder: int, lstride: int, rstride: int) -> None:
         super().__init__()
-        self.project = nn.Linear(hidden, proj, bias=False)
+        self.project = nn.Linear(inputs, proj, bias=False)
         self.memory = FSMNMemory(proj, lorder, rorder, lstride, rstride)
-        self.expand = nn.Linear(proj, hidden)
+        self.expand = nn.Linear(proj, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.expand(self.memory(self.project(x))))
@@ -73,21 +74,49 @@ class FSMNVAD(nn.Module):
         rstride: int = 1,
         output_affine: int = 140,
         classes: int = 2,
+        channels: dict[str, int] | None = None,
     ) -> None:
+        """`channels` overrides the size of single channel groups (see `channel_groups`), e.g. as
+        structured pruning leaves them: {"hidden0": 200, "proj1": 90, ...}."""
         super().__init__()
         self.sample_rate, self.n_mels, self.lfr_m, self.classes = sample_rate, n_mels, lfr_m, classes
         self.window = int(round(sample_rate * window_ms / 1000))
         self.hop = int(round(sample_rate * hop_ms / 1000))
         self.lookahead = lfr_m // 2  # fbank frames after the last decision that LFR stacking reads
         self.cmvn = CMVN(n_mels)  # applied per fbank frame before stacking: the same as on the stacked frames
-        self.input = nn.Sequential(nn.Linear(n_mels * lfr_m, input_affine), nn.Linear(input_affine, hidden), nn.ReLU())
-        self.layers = nn.ModuleList(FSMNLayer(hidden, proj, lorder, rorder, lstride, rstride) for _ in range(layers))
-        self.output = nn.Sequential(nn.Linear(hidden, output_affine), nn.Linear(output_affine, classes))
+        sizes = {"input": input_affine, "hidden0": hidden}
+        for i in range(layers):
+            sizes |= {f"proj{i}": proj, f"hidden{i + 1}": hidden}
+        self.sizes = z = resized(sizes | {"output": output_affine}, channels)
+        self.input = nn.Sequential(nn.Linear(n_mels * lfr_m, z["input"]), nn.Linear(z["input"], z["hidden0"]), nn.ReLU())
+        self.layers = nn.ModuleList(FSMNLayer(z[f"hidden{i}"], z[f"proj{i}"], z[f"hidden{i + 1}"], lorder, rorder,
+                                              lstride, rstride) for i in range(layers))
+        self.output = nn.Sequential(nn.Linear(z[f"hidden{layers}"], z["output"]), nn.Linear(z["output"], classes))
 
     def input_config(self) -> dict[str, float]:
         """What a teacher must share with this model to be distilled into it: the same inputs."""
         return {"sample_rate": self.sample_rate, "n_mels": self.n_mels, "window": self.window, "hop": self.hop,
                 "lfr_m": self.lfr_m, "classes": self.classes}
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        """The input affine's outputs, the hidden activations before and after each FSMN layer, each
+        layer's projection (with its per-channel memory filters) and the output affine's outputs."""
+        n = len(self.layers)
+
+        def reads_hidden(i: int) -> tuple[Slice, ...]:
+            return (Slice(f"layers.{i}.project.weight", 1),) if i < n else (Slice("output.0.weight", 1),)
+
+        groups = [ChannelGroup("input", self.sizes["input"], linear_producers("input.0"), (Slice("input.1.weight", 1),)),
+                  ChannelGroup("hidden0", self.sizes["hidden0"], linear_producers("input.1"), reads_hidden(0))]
+        for i, layer in enumerate(self.layers):
+            memory = [Slice(f"layers.{i}.memory.{side}.weight", 0) for side in ("left", "right")
+                      if getattr(layer.memory, side) is not None]
+            groups += [ChannelGroup(f"proj{i}", self.sizes[f"proj{i}"], linear_producers(f"layers.{i}.project", bias=False),
+                                    (*memory, Slice(f"layers.{i}.expand.weight", 1))),
+                       ChannelGroup(f"hidden{i + 1}", self.sizes[f"hidden{i + 1}"],
+                                    linear_producers(f"layers.{i}.expand"), reads_hidden(i + 1))]
+        return [*groups, ChannelGroup("output", self.sizes["output"], linear_producers("output.0"),
+                                      (Slice("output.1.weight", 1),))]
 
     # --- front-end ---------------------------------------------------------------------------
     def fbank(self, noisy: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,13 @@ from torch import nn
 
 from speechcompress.features.bands import dct_matrix, triangular_filterbank
 from speechcompress.features.stft import istft, num_frames, stft, vorbis_window
+from speechcompress.models.channels import (
+    ChannelGroup,
+    Slice,
+    gru_producers,
+    linear_producers,
+    resized,
+)
 
 # Samples on the int16 scale, as xiph's; but our FFT is unnormalised where xiph's scales by 1/N
 # (N = 2·hop, the window), so band energies are N² times xiph's, values of about 1e8–1e12, and the
@@ -49,7 +56,10 @@ class RNNoise(nn.Module):
         n_deltas: int = 6,
         cond_size: int = 128,
         gru_size: int = 256,
+        channels: dict[str, int] | None = None,
     ) -> None:
+        """`channels` overrides the size of single channel groups (see `channel_groups`), e.g. as
+        structured pruning leaves them: {"conv2": 120, "gru1": 97, ...}."""
         super().__init__()
         self.sample_rate = sample_rate
         self.hop = int(round(sample_rate * hop_ms / 1000))
@@ -62,17 +72,37 @@ class RNNoise(nn.Module):
         self.register_buffer("filterbank", triangular_filterbank(n_bands, n_bins, sample_rate), persistent=False)
         self.register_buffer("dct", dct_matrix(n_bands), persistent=False)
 
-        self.conv1 = nn.Conv1d(self.n_features, cond_size, kernel_size=3)
-        self.conv2 = nn.Conv1d(cond_size, gru_size, kernel_size=3)
-        self.gru1 = nn.GRU(gru_size, gru_size, batch_first=True)
-        self.gru2 = nn.GRU(gru_size, gru_size, batch_first=True)
-        self.gru3 = nn.GRU(gru_size, gru_size, batch_first=True)
-        self.dense_out = nn.Linear(4 * gru_size, n_bands)
-        self.vad_dense = nn.Linear(4 * gru_size, 1)
+        self.sizes = resized({"conv1": cond_size, "conv2": gru_size, "gru1": gru_size, "gru2": gru_size,
+                              "gru3": gru_size}, channels)
+        c1, c2, h1, h2, h3 = self.sizes.values()
+        self.conv1 = nn.Conv1d(self.n_features, c1, kernel_size=3)
+        self.conv2 = nn.Conv1d(c1, c2, kernel_size=3)
+        self.gru1 = nn.GRU(c2, h1, batch_first=True)
+        self.gru2 = nn.GRU(h1, h2, batch_first=True)
+        self.gru3 = nn.GRU(h2, h3, batch_first=True)
+        self.dense_out = nn.Linear(c2 + h1 + h2 + h3, n_bands)
+        self.vad_dense = nn.Linear(c2 + h1 + h2 + h3, 1)
 
     def input_config(self) -> dict[str, float]:
         """What a teacher must share with this model to be distilled into it: the same inputs and bands."""
         return {"sample_rate": self.sample_rate, "hop": self.hop, "n_bands": self.n_bands, "n_deltas": self.n_deltas}
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        """conv1's and conv2's output channels and each GRU's units; the heads read conv2 and the
+        three GRUs side by side, in that order."""
+        c1, c2, h1, h2, h3 = self.sizes.values()
+        heads = ("dense_out.weight", "vad_dense.weight")
+        return [
+            ChannelGroup("conv1", c1, linear_producers("conv1"), (Slice("conv2.weight", 1),)),
+            ChannelGroup("conv2", c2, linear_producers("conv2"),
+                         (Slice("gru1.weight_ih_l0", 1), *(Slice(h, 1, 0) for h in heads))),
+            ChannelGroup("gru1", h1, gru_producers("gru1"), (Slice("gru1.weight_hh_l0", 1),
+                         Slice("gru2.weight_ih_l0", 1), *(Slice(h, 1, c2) for h in heads))),
+            ChannelGroup("gru2", h2, gru_producers("gru2"), (Slice("gru2.weight_hh_l0", 1),
+                         Slice("gru3.weight_ih_l0", 1), *(Slice(h, 1, c2 + h1) for h in heads))),
+            ChannelGroup("gru3", h3, gru_producers("gru3"), (Slice("gru3.weight_hh_l0", 1),
+                         *(Slice(h, 1, c2 + h1 + h2) for h in heads))),
+        ]
 
     # --- signal side -------------------------------------------------------------------------
     def band_energy(self, spec: torch.Tensor) -> torch.Tensor:
