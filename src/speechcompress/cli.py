@@ -5,38 +5,72 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
-from speechcompress.data.audio import AUDIO_SUFFIXES, list_audio, read_audio, write_audio
+from speechcompress.data.audio import (
+    AUDIO_SUFFIXES,
+    NonFiniteAudioWarning,
+    list_audio,
+    read_audio,
+    write_audio,
+)
 from speechcompress.data.folders import paired_files
 from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
+from speechcompress.files import atomic_path
 from speechcompress.inference import enhance_waveform, speech_probabilities
 from speechcompress.tasks.denoise import load_denoiser
 
 
-def _enhance_file(model, source: Path, target: Path) -> None:
-    wave, rate = read_audio(source)
-    write_audio(target, enhance_waveform(model, wave, rate), rate)
+def _inputs(source: Path) -> list[tuple[Path, Path]]:
+    """(file, its path relative to the output folder) for one audio file or every one under a folder."""
+    if source.is_dir():
+        return [(path, path.relative_to(source)) for path in list_audio(source)]
+    if source.is_file():
+        return [(source, Path(source.name))]
+    raise FileNotFoundError(f"input {source} is neither an audio file nor a folder")
+
+
+def _each_file(files: list[tuple[Path, Path]], work: Callable[[Path, Path], None], desc: str) -> int:
+    """Runs `work` on every file; a file that fails does not stop the others. Prints the notes
+    (e.g. non-finite samples set to 0) and then the failures, one line each; returns 0 when every
+    file was written, 1 otherwise."""
+    failures, notes = [], []
+    for path, relative in tqdm(files, desc=desc, unit="file", disable=len(files) < 2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NonFiniteAudioWarning)
+            try:
+                work(path, relative)
+            except Exception as error:  # one bad file must not cost the others their output
+                failures.append(f"{path}: {error}" if isinstance(error, ValueError)
+                                else f"{path}: {type(error).__name__}: {error}")
+        notes += [str(w.message) for w in caught if issubclass(w.category, NonFiniteAudioWarning)]
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    print(f"wrote the outputs of {len(files) - len(failures)} of {len(files)} file(s)"
+          + (f"; {len(failures)} failed (listed above)" if failures else ""), file=sys.stderr)
+    return 1 if failures else 0
 
 
 def enhance(args: argparse.Namespace) -> int:
     model = load_denoiser(args.checkpoint, args.device)
     source, target = Path(args.input), Path(args.output)
-    if source.is_dir():
-        files = list_audio(source)
-        for path in tqdm(files, desc=f"enhancing {source}", unit="file"):
-            _enhance_file(model, path, (target / path.relative_to(source)).with_suffix(".wav"))
-        print(f"wrote {len(files)} enhanced files to {target}")
-    elif source.is_file():
-        if target.is_dir() or target.suffix.lower() not in AUDIO_SUFFIXES:
-            target = target / source.with_suffix(".wav").name
-        _enhance_file(model, source, target)
-        print(f"wrote {target}")
-    else:
-        raise FileNotFoundError(f"input {source} is neither an audio file nor a folder")
-    return 0
+    files = _inputs(source)
+    if source.is_file() and target.suffix.lower() in AUDIO_SUFFIXES and not target.is_dir():
+        destination = {source: target}
+    else:  # a folder, mirroring the input's layout
+        destination = {path: (target / relative).with_suffix(".wav") for path, relative in files}
+
+    def work(path: Path, relative: Path) -> None:
+        wave, rate = read_audio(path)
+        write_audio(destination[path], enhance_waveform(model, wave, rate), rate)
+
+    return _each_file(files, work, f"enhancing {source}")
 
 
 def vad(args: argparse.Namespace) -> int:
@@ -51,19 +85,12 @@ def vad(args: argparse.Namespace) -> int:
     config = task.segment_config if args.threshold is None else dataclasses.replace(task.segment_config,
                                                                                      threshold=args.threshold)
     source, target = Path(args.input), Path(args.output)
-    if source.is_dir():
-        files = [(path, path.relative_to(source)) for path in list_audio(source)]
-    elif source.is_file():
-        files = [(source, Path(source.name))]
-    else:
-        raise FileNotFoundError(f"input {source} is neither an audio file nor a folder")
-    for path, relative in tqdm(files, desc=f"detecting speech in {source}", unit="file", disable=len(files) < 2):
+
+    def work(path: Path, relative: Path) -> None:
         wave, rate = read_audio(path)
         probabilities = speech_probabilities(task.model, wave, rate)
         segments = speech_segments(probabilities, config)
         stem = target / relative.with_suffix("")
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        np.save(stem.with_suffix(".npy"), probabilities.astype(np.float32))
         report = {
             "file": str(path),
             "duration": round(len(wave) / rate, 3),
@@ -72,9 +99,12 @@ def vad(args: argparse.Namespace) -> int:
             "segments": [segment.as_dict() for segment in segments],
             "speech_seconds": round(sum(s.end - s.start for s in segments), 3),
         }
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote segments (.json) and frame probabilities (.npy) for {len(files)} file(s) to {target}")
-    return 0
+        with atomic_path(stem.with_suffix(".npy")) as partial, partial.open("wb") as handle:
+            np.save(handle, probabilities.astype(np.float32))
+        with atomic_path(stem.with_suffix(".json")) as partial:
+            partial.write_text(json.dumps(report, indent=2) + "\n")
+
+    return _each_file(_inputs(source), work, f"detecting speech in {source}")
 
 
 def evaluate(args: argparse.Namespace) -> int:

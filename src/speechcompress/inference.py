@@ -12,6 +12,8 @@ from speechcompress.data.audio import resample
 @torch.no_grad()
 def enhance_waveform(model: nn.Module, wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono float32 `wave` at `sample_rate` → enhanced mono float32 at the same rate and length."""
+    if len(wave) == 0:
+        return np.zeros(0, np.float32)
     model_rate = model.sample_rate
     device = next(model.parameters()).device
     x = torch.from_numpy(resample(wave, sample_rate, model_rate)).to(device).unsqueeze(0)
@@ -23,6 +25,8 @@ def enhance_waveform(model: nn.Module, wave: np.ndarray, sample_rate: int) -> np
 @torch.no_grad()
 def speech_probabilities(model: nn.Module, wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono float32 `wave` at `sample_rate` → speech probability per 10 ms frame from the start, float32."""
+    if len(wave) == 0:
+        return np.zeros(0, np.float32)
     device = next(model.parameters()).device
     x = torch.from_numpy(resample(wave, sample_rate, model.sample_rate)).to(device).unsqueeze(0)
     return model(x).speech_probability().squeeze(0).float().cpu().numpy()

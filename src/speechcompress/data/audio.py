@@ -1,7 +1,12 @@
-"""Reading audio files: any format soundfile reads, any rate, any channel count, to mono float32."""
+"""Reading audio files: any format soundfile reads, any rate, any channel count, to mono float32.
+
+Samples that are not finite (NaN, ±inf) are set to 0 on reading, for every command and for
+training data alike, with a `NonFiniteAudioWarning` that names the file and the count.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +14,17 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from speechcompress.files import atomic_path
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
+class NonFiniteAudioWarning(UserWarning):
+    """An audio file held NaN or infinite samples; they were set to 0."""
+
+
 def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    if orig_rate == new_rate:
+    if orig_rate == new_rate or len(wave) == 0:
         return wave.astype(np.float32, copy=False)
     return AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), orig_rate, new_rate).numpy()
 
@@ -28,14 +39,22 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise ValueError(f"cannot read audio file {path}: {error}. Check that it is a valid WAV/FLAC/OGG file.") from error
     mono = wave.mean(axis=1)
+    bad = ~np.isfinite(mono)
+    if bad.any():
+        warnings.warn(f"{path}: {int(bad.sum())} non-finite samples (NaN or inf) set to 0", NonFiniteAudioWarning,
+                      stacklevel=2)
+        mono[bad] = 0.0
     if sample_rate is not None and rate != sample_rate:
         return resample(mono, rate, sample_rate), sample_rate
     return mono, rate
 
 
 def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    """16-bit PCM in the format of the file's suffix (WAV, FLAC; OGG as Vorbis), written atomically."""
+    kind = Path(path).suffix.lstrip(".").upper() or "WAV"
+    with atomic_path(path) as partial:
+        sf.write(str(partial), np.clip(wave, -1.0, 1.0), sample_rate, format=kind,
+                 subtype="VORBIS" if kind == "OGG" else "PCM_16")
 
 
 def list_audio(folder: str | Path) -> list[Path]:

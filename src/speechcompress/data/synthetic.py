@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from speechcompress.data.audio import resample
 from speechcompress.data.noise import NOISE_KINDS
+from speechcompress.files import atomic_path
 
 CACHE_VERSION = 1
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -130,13 +130,11 @@ def _generate(path: Path, split: str, settings: dict) -> None:
                 noise.append(generate(noise_rng, n, sample_rate, speech=talkers))
                 kinds.append(kind)
                 bar.update()
-    path.parent.mkdir(parents=True, exist_ok=True)
     speech_samples, speech_offsets = _pack(speech)
     noise_samples, noise_offsets = _pack(noise)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, speech=(speech_samples * 32767).astype(np.int16), speech_offsets=speech_offsets,
-             noise=noise_samples.astype(np.float16), noise_offsets=noise_offsets, noise_kinds=np.array(kinds))
-    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache
+    with atomic_path(path) as partial, partial.open("wb") as handle:  # a killed run never leaves a half-written cache
+        np.savez(handle, speech=(speech_samples * 32767).astype(np.int16), speech_offsets=speech_offsets,
+                 noise=noise_samples.astype(np.float16), noise_offsets=noise_offsets, noise_kinds=np.array(kinds))
 
 
 def synthetic_mixtures(
