@@ -45,8 +45,8 @@ def _each_file(files: list[tuple[Path, Path]], work: Callable[[Path, Path], None
             try:
                 work(path, relative)
             except Exception as error:  # one bad file must not cost the others their output
-                failures.append(f"{path}: {error}" if isinstance(error, ValueError)
-                                else f"{path}: {type(error).__name__}: {error}")
+                reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+                failures.append(reason if str(path) in reason else f"{path}: {reason}")
         notes += [str(w.message) for w in caught if issubclass(w.category, NonFiniteAudioWarning)]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

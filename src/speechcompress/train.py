@@ -170,7 +170,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             save_task(task, result_path)
         measured = {"shrink/params_before": float(params_before), "shrink/max_abs_difference": difference}
-        test_metrics = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+        test_metrics = trainer.test(task, datamodule=datamodule, verbose=False, weights_only=True)[0]
     else:
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False,
                                     weights_only=True)[0]
