@@ -11,7 +11,7 @@ script builds it by default (DISABLE_DEBUG_FLOAT: int8 layers carry no float cop
   of kept blocks (4 consecutive inputs × 8 outputs, kept when any weight is non-zero), an int input
   offset per kept block, then its 32 weights; the recurrent matrix's diagonal is taken out into a
   vector of 3·H floats first. Other layers are dense, or block-sparse where that is smaller (the
-  exporter's `sparse=True`, which our RNNoise export uses for layers sparsified by pattern);
+  exporter's `sparse=True`; an exporter of ours must make the same choice for these figures to hold);
 - fp32: float weights and a float bias (zeros for a layer without one);
   int8: int8 weights, the bias, `subias` (the bias minus the weights' column sums, for the
   runtime's unsigned-input kernels) and one float `scale` per output. Layers a model lists in
