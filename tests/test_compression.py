@@ -105,7 +105,7 @@ def test_byte_counts_match_xiphs_exporter_by_hand():
     # int8 128 bytes + subias + scale
     assert sizes["dense.weight"] == (128 * 4, 128 + 2 * 32)
     assert sizes["head.weight"] == (128 * 4, 128 * 4)  # unquantized: fp32 in the int8 export too
-    metrics = size_metrics(model)
+    metrics = size_metrics(tensor_sizes(model))
     assert metrics["size/bytes_sparse"] == sum(fp32 for fp32, _ in sizes.values())
     assert metrics["size/bytes_sparse_int8"] == sum(int8 for _, int8 in sizes.values())
     # the weights file: a 64-byte header per array and data padded to 64 bytes; the conv's fp32
@@ -113,6 +113,7 @@ def test_byte_counts_match_xiphs_exporter_by_hand():
     conv = [a for a in xiph_arrays(model, quantize=False) if a.tensor.startswith("conv")]
     assert [a.name for a in conv] == ["conv_weights_idx", "conv_weights_float", "conv_bias"]
     assert sum(a.blob_bytes for a in conv) == 128 + 192 + 128
+    assert metrics["size/bytes_blob"] == sum(a.blob_bytes for a in xiph_arrays(model, quantize=False))
 
 
 def _sparse_cfg(root, *extra):

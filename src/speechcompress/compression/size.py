@@ -129,40 +129,41 @@ class TensorSize:
     bytes_dense_fp32: int
     bytes_sparse: int  # xiph's export, fp32 (the arrays that encode this parameter)
     bytes_sparse_int8: int  # xiph's export, int8 where the model allows it
+    bytes_blob: int  # the same arrays with the weights file's framing, fp32
+    bytes_blob_int8: int  # and int8
 
 
 def tensor_sizes(model: nn.Module) -> list[TensorSize]:
+    """Per parameter: counts, dense bytes, and the bytes of the arrays xiph's export writes for it."""
     owners = {f"{prefix}.{name}" if prefix else name: type(module).__name__
               for prefix, module in model.named_modules() for name, _ in module.named_parameters(recurse=False)}
-    fp32, int8 = ({}, {})
-    for totals, quantize in ((fp32, False), (int8, True)):
+    totals: dict[tuple[str, bool, bool], int] = {}  # (parameter, int8, framed) → bytes
+    for quantize in (False, True):
         for array in xiph_arrays(model, quantize):
-            totals[array.tensor] = totals.get(array.tensor, 0) + array.nbytes
+            for framed, size in ((False, array.nbytes), (True, array.blob_bytes)):
+                totals[array.tensor, quantize, framed] = totals.get((array.tensor, quantize, framed), 0) + size
     sizes = []
     for name, param in model.named_parameters():
         nonzero = int(torch.count_nonzero(param))
+        exported = [totals.get((name, quantize, framed), 0) for framed in (False, True) for quantize in (False, True)]
         sizes.append(TensorSize(name, owners[name], "x".join(map(str, param.shape)), param.numel(), nonzero,
-                                nonzero / max(param.numel(), 1), 4 * param.numel(), fp32.get(name, 0), int8.get(name, 0)))
+                                nonzero / max(param.numel(), 1), 4 * param.numel(), *exported))
     return sizes
 
 
-def size_metrics(model: nn.Module) -> dict[str, float]:
-    """`size/*`: counts, dense bytes, and xiph's export in fp32 and int8, as arrays and as a weights
-    file; `size/bytes_sparse_gru` is the GRUs' share (what RNNoise's "3× bigger" reports are about)."""
-    sizes = tensor_sizes(model)
+def size_metrics(sizes: list[TensorSize]) -> dict[str, float]:
+    """`size/*` totals: counts, dense bytes, and xiph's export in fp32 and int8, as arrays and as a
+    weights file; `size/bytes_sparse_gru` is the GRUs' share (what RNNoise's "3× bigger" reports are about)."""
     params = sum(s.params for s in sizes)
     nonzero = sum(s.nonzero for s in sizes)
     gru = [s for s in sizes if s.module == "GRU"]
-    fp32, int8 = xiph_arrays(model, quantize=False), xiph_arrays(model, quantize=True)
+    totals = {name: float(sum(getattr(s, name) for s in sizes)) for name in
+              ("bytes_dense_fp32", "bytes_sparse", "bytes_sparse_int8", "bytes_blob", "bytes_blob_int8")}
     return {
         "size/params": float(params),
         "size/nonzero": float(nonzero),
         "size/density": nonzero / max(params, 1),
-        "size/bytes_dense_fp32": float(sum(s.bytes_dense_fp32 for s in sizes)),
-        "size/bytes_sparse": float(sum(a.nbytes for a in fp32)),
-        "size/bytes_sparse_int8": float(sum(a.nbytes for a in int8)),
-        "size/bytes_blob": float(sum(a.blob_bytes for a in fp32)),
-        "size/bytes_blob_int8": float(sum(a.blob_bytes for a in int8)),
+        **{f"size/{name}": value for name, value in totals.items()},
         "size/bytes_sparse_gru": float(sum(s.bytes_sparse for s in gru)),
         "size/bytes_dense_fp32_gru": float(sum(s.bytes_dense_fp32 for s in gru)),
     }

@@ -9,7 +9,7 @@ import time
 import torch
 from torch import nn
 
-from speechcompress.compression.size import size_metrics
+from speechcompress.compression.size import size_metrics, tensor_sizes
 
 
 def size_report(model: nn.Module) -> dict[str, float]:
@@ -17,7 +17,7 @@ def size_report(model: nn.Module) -> dict[str, float]:
     the fp32 state dict as torch.save writes it."""
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    return {**size_metrics(model), "size/bytes_checkpoint": float(buffer.getbuffer().nbytes)}
+    return {**size_metrics(tensor_sizes(model)), "size/bytes_checkpoint": float(buffer.getbuffer().nbytes)}
 
 
 @torch.no_grad()
