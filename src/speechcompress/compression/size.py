@@ -17,6 +17,8 @@ script builds it by default (DISABLE_DEBUG_FLOAT: int8 layers carry no float cop
   runtime's unsigned-input kernels) and one float `scale` per output. Layers a model lists in
   `unquantized_layers` stay fp32 (RNNoise: conv1, dense_out and vad_dense, as xiph's script).
 
+The C runtime has no complex layers: a complex convolution (FRCRN) is counted as two such layers,
+its real and its imaginary weights, each a matrix [outputs, inputs · kernel].
 A matrix whose shape is not a multiple of 4 inputs × 8 outputs is counted as zero-padded to one
 (the C runtime needs the multiples). Parameters of other modules are counted dense fp32.
 `size/bytes_blob*` add the weights file's framing (`rnnoise_model_from_buffer` reads it): a 64-byte
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from speechcompress.compression.blocks import DEFAULT_BLOCK, as_matrix, block_sums
+from speechcompress.models.complex import ComplexConv2d, ComplexConvTranspose2d
 
 BLOB_BLOCK = 64  # WEIGHT_BLOCK_SIZE of xiph's nnet.h: the header size and the data alignment of a weights file
 _ITEM_BYTES = {"float": 4, "int": 4, "int8": 1}
@@ -109,6 +112,13 @@ def xiph_arrays(model: nn.Module, quantize: bool) -> list[Array]:
         elif isinstance(module, nn.Linear | nn.Conv1d) and getattr(module, "groups", 1) == 1:
             bias = params.get("bias", params["weight"])
             arrays += _linear_layer(c_name, as_matrix(module.weight.detach()), params["weight"], bias, q, sparse=None)
+        elif isinstance(module, ComplexConv2d | ComplexConvTranspose2d):
+            for part in ("re", "im"):
+                weight = getattr(module, f"weight_{part}").detach()
+                weight = weight.transpose(0, 1) if module.transposed else weight  # [out, in, kf, kt]
+                bias = params.get(f"bias_{part}", params[f"weight_{part}"])
+                arrays += _linear_layer(f"{c_name}_{part}", as_matrix(weight), params[f"weight_{part}"], bias, q,
+                                        sparse=None)
         else:
             continue
         covered |= set(params.values())
