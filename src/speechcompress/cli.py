@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -57,8 +59,22 @@ def _each_file(files: list[tuple[Path, Path]], work: Callable[[Path, Path], None
     return 1 if failures else 0
 
 
+def _windows(task, args: argparse.Namespace):
+    """The checkpoint's inference windows with the command line's changes."""
+    changes = {key: value for key, value in (("window_seconds", args.window), ("overlap_seconds", args.overlap),
+                                             ("batch", args.batch_windows)) if value is not None}
+    windows = dataclasses.replace(task.windows, **changes)
+    windows.samples(task.sample_rate)  # refuses impossible windows before any file is read
+    return windows
+
+
 def enhance(args: argparse.Namespace) -> int:
-    model = load_denoiser(args.checkpoint, args.device)
+    import torch
+
+    from speechcompress.evaluation.measure import peak_memory
+
+    task = load_denoiser(args.checkpoint, args.device)
+    model, windows = task.model, _windows(task, args)
     source, target = Path(args.input), Path(args.output)
     files = _inputs(source)
     if source.is_file() and target.suffix.lower() in AUDIO_SUFFIXES and not target.is_dir():
@@ -68,14 +84,20 @@ def enhance(args: argparse.Namespace) -> int:
 
     def work(path: Path, relative: Path) -> None:
         wave, rate = read_audio(path)
-        write_audio(destination[path], enhance_waveform(model, wave, rate), rate)
+        start = time.perf_counter()
+        with peak_memory(torch.device(args.device)) as memory:
+            enhanced = enhance_waveform(model, wave, rate, windows)
+        seconds = time.perf_counter() - start
+        write_audio(destination[path], enhanced, rate)
+        if args.verbose:
+            print(f"{path}: {len(wave) / max(rate, 1):.1f} s of audio in {seconds:.2f} s (real-time factor "
+                  f"{seconds * rate / max(len(wave), 1):.3f}), peak memory {memory['memory/peak_mb']:.0f} MiB "
+                  f"(windows of {windows.window_seconds:g} s, overlap {windows.overlap_seconds:g} s)", file=sys.stderr)
 
     return _each_file(files, work, f"enhancing {source}")
 
 
 def vad(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import numpy as np
 
     from speechcompress.evaluation.vad_segments import FRAME_SECONDS, speech_segments
@@ -110,8 +132,8 @@ def vad(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    model = load_denoiser(args.checkpoint, args.device)
-    rate = model.sample_rate
+    task = load_denoiser(args.checkpoint, args.device)
+    model, windows, rate = task.model, _windows(task, args), task.sample_rate
     quality = SpeechQuality(rate, with_noisy=True)
     pairs = paired_files(args.noisy, args.clean)
     for number, (noisy_path, clean_path) in enumerate(tqdm(pairs, desc="evaluating", unit="file")):
@@ -119,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> int:
         clean, _ = read_audio(clean_path, rate)
         length = min(len(noisy), len(clean))
         noisy, clean = noisy[:length], clean[:length]
-        enhanced = enhance_waveform(model, noisy, rate)
+        enhanced = enhance_waveform(model, noisy, rate, windows)
         quality.update(*(torch.from_numpy(x)[None] for x in (clean, enhanced)), torch.tensor([length]),
                        torch.tensor([number]), torch.from_numpy(noisy)[None])
     summary = quality.compute()
@@ -203,6 +225,12 @@ def shrink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
+    p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
+    p.add_argument("--batch-windows", type=int, help="windows per forward pass")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechcompress", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="an audio file (any rate, any channels) or a folder of them")
     p.add_argument("output", help="output .wav file, or a folder (mirrors the input folder's layout)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--verbose", action="store_true", help="print each file's time, real-time factor and peak memory")
+    _window_arguments(p)
     p.set_defaults(func=enhance)
 
     p = commands.add_parser("vad", help="speech segments (NAME.json) and 10 ms speech probabilities (NAME.npy)")
@@ -229,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-run", help="also log the scores as eval/* metrics to this MLflow run id")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)")
     p.add_argument("--device", default="cpu")
+    _window_arguments(p)
     p.set_defaults(func=evaluate)
 
     p = commands.add_parser("shrink", help="rebuild a model without its pruned channels: fewer parameters, same outputs")

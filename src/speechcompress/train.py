@@ -22,7 +22,7 @@ from speechcompress.compression.masking import ScheduledMaskCallback
 from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.compression.structured import shrink_task
 from speechcompress.config import ConfigError
-from speechcompress.evaluation.measure import real_time_factor, size_report
+from speechcompress.evaluation.measure import peak_memory, real_time_factor, size_report
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
     RUN_ID_KEY,
@@ -179,7 +179,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         return metrics
     model = task.model
     measured |= {**size_report(model), **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds,
-                                                          cfg.measure.latency_repeats)}
+                                                          cfg.measure.latency_repeats),
+                 **inference_memory(task, cfg.measure.memory_seconds)}
     logger.log_metrics(measured, step=trainer.global_step)
     client, run_id = logger.experiment, logger.run_id
     client.log_artifact(run_id, str(config_path))
@@ -190,6 +191,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics |= measured
     print(summary(cfg, task, metrics, result_path, run_id))
     return metrics
+
+
+def inference_memory(task: SpeechTask, seconds: float) -> dict[str, float]:
+    """`memory/peak_mb` of the task's deployment inference (`task.infer`, in its windows) on
+    `seconds` of noise, on the task's device; the input stays on the CPU, as a file's would."""
+    import torch
+
+    noise = torch.randn(1, int(seconds * task.sample_rate)) * 0.05
+    task.eval()
+    with peak_memory(task.device) as memory:
+        task.infer(noise)
+    return memory
 
 
 def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkpoint: str, run_id: str) -> str:
@@ -214,4 +227,6 @@ def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkp
         f"checkpoint size {int(metrics['size/bytes_checkpoint']):,} bytes (fp32 weights)",
         sizes + ")",
         f"real-time factor {rtf:.4f} on 1 CPU thread ({1000 * rtf:.1f} ms per second of audio)",
+        f"peak memory     {metrics.get('memory/peak_mb', math.nan):.0f} MiB for {cfg.measure.memory_seconds:g} s of audio "
+        f"(deployment inference on {task.device.type})",
     ])

@@ -60,6 +60,12 @@ class SpeechTask(pl.LightningModule):
         """The task's own loss of `model` on `batch` (from `output`, if already computed)."""
         raise NotImplementedError
 
+    @torch.inference_mode()
+    def infer(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The model's answer to a noisy waveform [B, T] at deployment, as the CLI computes it
+        (what `memory/peak_mb` is measured on): the forward pass, unless a task cuts long audio."""
+        return self(noisy)
+
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         """The quality part of the end-of-run summary."""
         raise NotImplementedError

@@ -3,6 +3,9 @@
 Loss, optimizer and schedule come from config. Validation scores PESQ / STOI / SI-SDR on the
 first `val_quality_items` items of the val split; test scores the whole test split, for the
 enhanced output and the noisy input alike, and keeps a few examples for the run's artifacts.
+Test items go through `inference.enhance_batch` with the task's `inference` windows, as
+`speechcompress enhance` and `evaluate` run files: an item longer than a window is processed in
+cross-faded windows there too.
 Scores are `SpeechQuality` metrics: the same figures on one process or many.
 """
 
@@ -18,6 +21,7 @@ from torch import nn
 
 from speechcompress.checkpoints import load_task
 from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
+from speechcompress.inference import Windows, enhance_batch
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.examples import write_examples
 
@@ -31,14 +35,18 @@ class DenoiseTask(SpeechTask):
         lr_decay: float = 5e-5,
         val_quality_items: int = 16,
         examples: int = 3,
+        inference: dict | None = None,
     ) -> None:
         """`model` and `loss` are Hydra configs (`_target_` + arguments) kept in the checkpoint,
         so a checkpoint alone rebuilds the model. `optimizer` holds AdamW's arguments; the learning
-        rate follows xiph's 1 / (1 + lr_decay · step)."""
+        rate follows xiph's 1 / (1 + lr_decay · step). `inference`: the `inference.Windows` that
+        long audio is cut into (kept in the checkpoint, so `enhance` runs files the same way)."""
         super().__init__()
         self.save_hyperparameters()
         self.model: nn.Module = instantiate(model)
         self.loss_fn = instantiate(loss)
+        self.windows = Windows(**(inference or {}))
+        self.windows.samples(self.model.sample_rate)  # refuses impossible windows before anything runs
         self.sample_rate: int = self.model.sample_rate
         self.examples: list[dict[str, np.ndarray]] = []
         self.val_quality = SpeechQuality(self.sample_rate, with_noisy=False)
@@ -46,6 +54,10 @@ class DenoiseTask(SpeechTask):
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy).enhanced
+
+    def infer(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Enhanced [B, T] of noisy [B, T], as files are enhanced: in the task's windows."""
+        return enhance_batch(self.model, noisy, self.windows)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], output=None) -> torch.Tensor:
         output = output if output is not None else model(batch["noisy"])
@@ -71,7 +83,7 @@ class DenoiseTask(SpeechTask):
         self.examples = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        enhanced = self.model(batch["noisy"]).enhanced
+        enhanced = self.infer(batch["noisy"])
         self.test_quality.update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
         for i, length in enumerate(batch["length"].tolist()):
             if len(self.examples) < self.hparams.examples:
@@ -96,6 +108,7 @@ class DenoiseTask(SpeechTask):
         return write_examples(self.examples, self.sample_rate, folder)
 
 
-def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
-    """The trained denoiser of a speechcompress checkpoint, in eval mode on `device`."""
-    return load_task(checkpoint, device, DenoiseTask).model
+def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> DenoiseTask:
+    """The denoising task of a speechcompress checkpoint (its `model` and inference `windows`), in
+    eval mode on `device`."""
+    return load_task(checkpoint, device, DenoiseTask)
