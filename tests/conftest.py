@@ -23,7 +23,7 @@ TINY_RUN = [
     "task.lr_decay=0", "task.optimizer.lr=3e-3",
     "trainer.max_steps=300", "trainer.val_check_interval=150", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
-    "measure.latency_seconds=2", "measure.latency_repeats=2",
+    "measure.latency_seconds=2", "measure.latency_repeats=2", "measure.memory_seconds=5",
 ]
 TINY = [
     "model.cond_size=24", "model.gru_size=32", "task.val_quality_items=4",
@@ -31,6 +31,8 @@ TINY = [
     *TINY_RUN,
 ]
 TINY_FSMN = ["model.input_affine=48", "model.hidden=64", "model.proj=32", "model.layers=2", "model.output_affine=32"]
+TINY_FRCRN = ["model.channels=4", "model.encoder_kernels=[[5,2],[5,2],[5,2]]", "model.fsmn_order=3",
+              "model.fsmn_hidden=8", "model.se_reduction=2"]
 TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2"]
 
 
@@ -68,4 +70,18 @@ def tiny_vad_run(tmp_path_factory):
     cfg = compose_config(["+experiment=fsmn_vad", *TINY_VAD, *sandbox_overrides(root)])
     metrics = run(cfg)
     (checkpoint,) = (root / "experiments" / "runs" / "fsmn_vad").glob("*/checkpoints/best-*.ckpt")
+    return cfg, metrics, checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_frcrn_run(tiny_run, tmp_path_factory):
+    """Trains a tiny FRCRN for real on the tiny RNNoise run's corpus; returns (cfg, metrics, best checkpoint)."""
+    from speechcompress.train import run
+
+    root = tmp_path_factory.mktemp("tiny_frcrn_run")
+    data = f"paths.data_dir={tiny_run[0].paths.data_dir}"
+    cfg = compose_config(["+experiment=frcrn_small", *TINY_FRCRN, *TINY_RUN, "data.train.snr_db=[-5,5]",
+                          "task.val_quality_items=4", *sandbox_overrides(root), data])
+    metrics = run(cfg)
+    (checkpoint,) = (root / "experiments" / "runs" / "frcrn_small").glob("*/checkpoints/best-*.ckpt")
     return cfg, metrics, checkpoint

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
 from speechcompress.train import run
 
-from .conftest import TINY, TINY_FSMN, TINY_RUN, compose_config
+from .conftest import TINY, TINY_FRCRN, TINY_FSMN, TINY_RUN, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 STEPS = ["trainer.max_steps=6", "trainer.val_check_interval=3", "data.num_workers=0", "trainer.strategy=auto",
@@ -28,7 +28,8 @@ SCHEDULES["group_lasso"] = SCHEDULES["prune"]
 
 def _tiny(experiment: str) -> list[str]:
     cfg = compose_config([f"+experiment={experiment}"])
-    model = [o for o in TINY if o.startswith("model.")] if cfg.model._target_.endswith("RNNoise") else TINY_FSMN
+    family = cfg.model._target_.rsplit(".", 1)[-1]
+    model = {"RNNoise": [o for o in TINY if o.startswith("model.")], "FRCRN": TINY_FRCRN}.get(family, TINY_FSMN)
     replaced = ("trainer.max_steps", "trainer.val_check_interval")
     return [*model, *(o for o in TINY_RUN if not o.startswith(replaced)), *STEPS,
             *SCHEDULES.get(str(cfg.compression.name), [])]
@@ -40,11 +41,12 @@ def _sandbox(data_dir: Path, root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_recipe_takes_steps_and_reports(experiment, tiny_run, tiny_vad_run, tmp_path):
+def test_every_recipe_takes_steps_and_reports(experiment, tiny_run, tiny_vad_run, tiny_frcrn_run, tmp_path):
     data_dir = Path(tiny_run[0].paths.data_dir)  # the tiny corpus, already synthesised
     overrides = [f"+experiment={experiment}", *_tiny(experiment), *_sandbox(data_dir, tmp_path)]
     if "distill" in experiment:
-        overrides.append(f"compression.teacher={tiny_vad_run[2]}")
+        teacher = tiny_frcrn_run if experiment.startswith("frcrn") else tiny_vad_run
+        overrides.append(f"compression.teacher={teacher[2]}")
     metrics = run(compose_config(overrides))
     quality = metrics.get("test/pesq", metrics.get("test/f1"))
     assert quality is not None and math.isfinite(quality)

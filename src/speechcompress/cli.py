@@ -228,7 +228,7 @@ def shrink(args: argparse.Namespace) -> int:
 def _window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
     p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
-    p.add_argument("--batch-windows", type=int, help="windows per forward pass")
+    p.add_argument("--batch-windows", type=int, help="windows per forward pass on CUDA (the CPU takes one at a time)")
 
 
 def build_parser() -> argparse.ArgumentParser:

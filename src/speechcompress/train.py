@@ -55,9 +55,20 @@ def _resume_state(cfg: DictConfig) -> tuple[Path | None, str | None]:
     return path, checkpoint.get(RUN_ID_KEY)
 
 
+def _instantiate(node, **kwargs):
+    """Hydra's `instantiate`; a ConfigError the object itself raised (its message names the key
+    and the fix) is passed on as it is, not wrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+
+
 def build_task(cfg: DictConfig) -> SpeechTask:
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    return instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
+    return _instantiate(cfg.task, model=model, _recursive_=False, _convert_="all")
 
 
 def _typed_key(raw: object, fallback: str) -> str:
@@ -72,12 +83,7 @@ def build_compression(cfg: DictConfig) -> list[pl.Callback]:
     Each learns, as `keys`, the command-line key of each of its arguments, for its messages."""
     callbacks = []
     for name, node in (cfg.compression.get("callbacks") or {}).items():
-        try:
-            callback = instantiate(node)
-        except InstantiationException as error:  # a callback refused its settings: pass its own message on
-            if isinstance(error.__cause__, ConfigError):
-                raise error.__cause__ from None
-            raise
+        callback = _instantiate(node)
         raw = OmegaConf.to_container(node, resolve=False)
         callback.keys = {arg: _typed_key(value, f"compression.callbacks.{name}.{arg}") for arg, value in raw.items()}
         callbacks.append(callback)
@@ -208,10 +214,12 @@ def inference_memory(task: SpeechTask, seconds: float) -> dict[str, float]:
 def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkpoint: str, run_id: str) -> str:
     """The one screen a user reads at the end of a run."""
     rtf = metrics.get("latency/rtf", math.nan)
-    sizes = (f"xiph's export   {int(metrics['size/bytes_sparse']):,} bytes fp32, "
-             f"{int(metrics['size/bytes_sparse_int8']):,} int8 (GRUs block-sparse, other layers where it pays")
+    sizes = (f"xiph's layout   {int(metrics['size/bytes_sparse']):,} bytes fp32, "
+             f"{int(metrics['size/bytes_sparse_int8']):,} int8 (")
     if metrics.get("size/bytes_sparse_gru"):
-        sizes += f"; GRUs {int(metrics['size/bytes_sparse_gru']):,} fp32"
+        sizes += f"GRUs block-sparse, {int(metrics['size/bytes_sparse_gru']):,} fp32; other layers block-sparse where it pays"
+    else:
+        sizes += "every layer block-sparse where it pays"
     return "\n".join([
         "",
         f"── speechcompress run: {cfg.name} ──",

@@ -33,21 +33,24 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class _ComplexConv(nn.Module):
-    """The real and imaginary weights and biases of a complex conv, each initialised as torch's
-    real conv of the same shape. `weight_shape` is torch's layout for the conv or transposed conv."""
+    """The real and imaginary weights and biases of a complex conv (transposed or not), each
+    initialised as torch's real conv of the same shape initialises its own."""
 
     transposed = False
 
-    def __init__(self, weight_shape: tuple[int, ...], fan_in: int, bias: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int] | int,
+                 stride: tuple[int, int] | int = 1, padding: tuple[int, int] | int = 0, bias: bool = True) -> None:
         super().__init__()
-        self.weight_re = nn.Parameter(torch.empty(weight_shape))
-        self.weight_im = nn.Parameter(torch.empty(weight_shape))
-        outputs = weight_shape[1] if self.transposed else weight_shape[0]
-        self.bias_re = nn.Parameter(torch.empty(outputs)) if bias else None
-        self.bias_im = nn.Parameter(torch.empty(outputs)) if bias else None
-        bound = 1.0 / math.sqrt(fan_in)
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        # torch's layouts: [out, in, kf, kt] for a conv, [in, out, kf, kt] for a transposed conv
+        shape = ((in_channels, out_channels) if self.transposed else (out_channels, in_channels)) + self.kernel_size
+        self.weight_re = nn.Parameter(torch.empty(shape))
+        self.weight_im = nn.Parameter(torch.empty(shape))
+        self.bias_re = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.bias_im = nn.Parameter(torch.empty(out_channels)) if bias else None
+        bound = 1.0 / math.sqrt(shape[1] * math.prod(self.kernel_size))  # torch's fan-in: weight.size(1) × kernel
         for weight in (self.weight_re, self.weight_im):
-            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # torch's own conv initialisation
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
         for b in (self.bias_re, self.bias_im):
             if b is not None:
                 nn.init.uniform_(b, -bound, bound)
@@ -66,25 +69,12 @@ class _ComplexConv(nn.Module):
 
 
 class ComplexConv2d(_ComplexConv):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int] | int,
-                 stride: tuple[int, int] | int = 1, padding: tuple[int, int] | int = 0, bias: bool = True) -> None:
-        self.kernel_size = _pair(kernel_size)
-        self.stride, self.padding = _pair(stride), _pair(padding)
-        super().__init__((out_channels, in_channels, *self.kernel_size), in_channels * math.prod(self.kernel_size), bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.block_weight(), self.block_bias(), self.stride, self.padding)
 
 
 class ComplexConvTranspose2d(_ComplexConv):
     transposed = True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int] | int,
-                 stride: tuple[int, int] | int = 1, padding: tuple[int, int] | int = 0, bias: bool = True) -> None:
-        self.kernel_size = _pair(kernel_size)
-        self.stride, self.padding = _pair(stride), _pair(padding)
-        # torch computes a transposed conv's init fan-in from weight.size(1) = out_channels
-        super().__init__((in_channels, out_channels, *self.kernel_size), out_channels * math.prod(self.kernel_size), bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose2d(x, self.block_weight(), self.block_bias(), self.stride, self.padding)
@@ -100,9 +90,9 @@ class ComplexBatchNorm2d(nn.BatchNorm2d):
 
 class ComplexSqueezeExcitation(nn.Module):
     """Squeeze-excitation of a complex map: per frame, the mean over frequency of each channel goes
-    through two small MLPs (real and imaginary weights) combined as a complex product; the real part
-    of the result scales the real channels, the imaginary part the imaginary ones (each through a
-    sigmoid). The published layer pools over the whole spectrogram, frequency and time, so its
+    through two small MLPs ending in sigmoids (real and imaginary weights), combined as a complex
+    product; the real part of the result scales the real channels, the imaginary part the imaginary
+    ones (as the published layer). The published layer pools over the whole spectrogram, frequency and time, so its
     output at any frame depends on the whole file; pooling per frame keeps the network's time
     context finite, which is what lets windowed inference of a long file equal whole-file inference
     away from the seams."""
@@ -165,7 +155,7 @@ class ConvSTFT(nn.Module):
     padded with win_length − hop_length zeros in front and enough behind that every sample lies in
     win_length / hop_length full frames; `inverse` overlap-adds the windowed inverse DFTs, divides
     by the window's constant overlap sum and crops: inverse(forward(x)) = x up to rounding.
-    Both run in fp32 under autocast (the DFT sums of 640 products lose too much in fp16).
+    Both run in fp32, under autocast too, so the spectrum the mask multiplies keeps full precision.
     """
 
     def __init__(self, win_length: int = 640, hop_length: int = 320, n_fft: int = 640) -> None:

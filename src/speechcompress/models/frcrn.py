@@ -11,16 +11,17 @@ Each UNet (all maps complex, [B, 2C, bins, frames]):
   output feeds the skip connections;
 - bottleneck: two complex FSMN units along time;
 - decoders: complex transposed conv (kernels chosen so each output has exactly its skip's bins),
-  complex BN, LeakyReLU, then a complex FSMN along frequency and SE, concatenated with the skip;
-  the last decoder outputs one complex channel, which a 1×1 complex conv maps to the UNet output.
+  complex BN, LeakyReLU, then a complex FSMN along frequency and SE (no SE after the last two),
+  concatenated with the skip; the last decoder outputs one complex channel, which a 1×1 complex
+  conv maps to the UNet output.
 
 With the published settings (640-point STFT, 128 channels, kernels (5, 2) × 6 then (2, 2),
 FSMN order 20 and 128 hidden units, SE reduction 8) the model has 12,841,236 parameters. The
 published code reports 13,141,844: it also builds, per UNet, an FSMN before the first encoder, an
 FSMN after the last decoder and an SE on the last-but-one decoder, which its forward never calls
-(150,304 parameters per UNet). The network looks a few frames ahead at every encoder and at the
-whole FSMN history: it is non-causal and is not streamed; long files go through
-`speechcompress.inference` in overlapping windows.
+(150,304 parameters per UNet). Each encoder-decoder pair adds a frame of look-ahead and each time
+FSMN looks back fsmn_order − 1 frames: the network is non-causal and is not streamed; long files go
+through `speechcompress.inference` in overlapping windows.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from speechcompress.checkpoints import load_task
+from speechcompress.config import ConfigError
 from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.inference import Windows, enhance_batch
 from speechcompress.tasks.base import SpeechTask
@@ -46,7 +47,10 @@ class DenoiseTask(SpeechTask):
         self.model: nn.Module = instantiate(model)
         self.loss_fn = instantiate(loss)
         self.windows = Windows(**(inference or {}))
-        self.windows.samples(self.model.sample_rate)  # refuses impossible windows before anything runs
+        try:  # refuses impossible windows before anything runs
+            self.windows.samples(self.model.sample_rate)
+        except ValueError as error:
+            raise ConfigError(f"task.inference: {error}") from None
         self.sample_rate: int = self.model.sample_rate
         self.examples: list[dict[str, np.ndarray]] = []
         self.val_quality = SpeechQuality(self.sample_rate, with_noisy=False)
