@@ -70,15 +70,17 @@ def enhance_batch(model: nn.Module, noisy: torch.Tensor, windows: Windows = Wind
     rise = torch.arange(1, overlap + 1, dtype=torch.float32, device=noisy.device) / (overlap + 1)
     out = torch.zeros(batch, length, dtype=torch.float32, device=noisy.device)
     per_pass = max(1, windows.batch // batch) if device.type == "cuda" else 1
-    for first in range(0, len(starts), per_pass):
-        group = starts[first : first + per_pass]
-        pieces = [torch.nn.functional.pad(noisy[:, s : s + window], (0, max(0, s + window - length))) for s in group]
+    # the last window ends where the file does (it is shorter, so it runs alone): the model then
+    # sees the same end of signal as whole-file inference, not a run of zeros after it
+    groups = [starts[i : i + per_pass] for i in range(0, len(starts) - 1, per_pass)] + [starts[-1:]]
+    for group in groups:
+        pieces = torch.cat([noisy[:, s : s + window] for s in group]).to(device).float()
         with autocast_for(device, windows.fp16):
-            enhanced = model(torch.cat(pieces).to(device).float()).enhanced.float().to(noisy.device)
+            enhanced = model(pieces).enhanced.float().to(noisy.device)
         for i, start in enumerate(group):
-            piece = enhanced[i * batch : (i + 1) * batch, : length - start]
+            piece = enhanced[i * batch : (i + 1) * batch]
             if start > 0:  # fade in over the overlap with the previous window
-                piece[:, :overlap] *= rise[: piece.shape[1]]
+                piece[:, :overlap] *= rise
             if start + window < length:  # fade out under the next window
                 piece[:, window - overlap :] *= rise.flip(0)
             out[:, start : start + piece.shape[1]] += piece
