@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -39,6 +41,21 @@ def output_dir(cfg: DictConfig) -> Path:
         return Path(HydraConfig.get().runtime.output_dir)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     return Path(cfg.paths.experiments_dir) / "runs" / str(cfg.name) / stamp
+
+
+def parallel_job_threads() -> int | None:
+    """Torch threads for one job of a parallel local sweep (`hydra/launcher=joblib`): the cores
+    shared out among the jobs that run at once, so n jobs on n cores do not oversubscribe them.
+    None outside such a sweep (torch's default: every core)."""
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or -1)
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's meaning of −1, −2, ...
+    return max(1, cores // parallel)
 
 
 def _resume_state(cfg: DictConfig) -> tuple[Path | None, str | None]:
@@ -146,6 +163,9 @@ def _refuse_missing(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test and measure one recipe; returns the metrics that were logged."""
     _refuse_missing(cfg)
+    threads = parallel_job_threads()
+    if threads:
+        torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
     resume_path, resume_run_id = _resume_state(cfg)
     datamodule = instantiate(cfg.data)
@@ -202,7 +222,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def inference_memory(task: SpeechTask, seconds: float) -> dict[str, float]:
     """`memory/peak_mb` of the task's deployment inference (`task.infer`, in its windows) on
     `seconds` of noise, on the task's device; the input stays on the CPU, as a file's would."""
-    import torch
 
     noise = torch.randn(1, int(seconds * task.sample_rate)) * 0.05
     task.eval()

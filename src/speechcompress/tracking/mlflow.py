@@ -43,7 +43,9 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
 
 
 def environment_params() -> dict[str, str]:
-    params = {"env.git_commit": git_commit()}
+    import torch
+
+    params = {"env.git_commit": git_commit(), "env.torch_threads": str(torch.get_num_threads())}
     for name in LIBRARIES:
         try:
             params[f"env.{name}"] = metadata.version(name)
@@ -63,6 +65,12 @@ def sweep_tags() -> dict[str, str]:
     return {"speechcompress.sweep": Path(hydra_cfg.sweep.dir).name, "speechcompress.job": str(hydra_cfg.job.num)}
 
 
+def parent_tag(cfg: DictConfig) -> dict[str, str]:
+    """MLflow's own parent link, which nests the run under its sweep's parent in the UI."""
+    parent = cfg.logger.get("parent_run_id")
+    return {"mlflow.parentRunId": str(parent)} if parent else {}
+
+
 def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLogger:
     """The run's MLflow logger; `resume_run_id` continues that run instead of starting one."""
     artifacts = Path(cfg.logger.artifact_location).resolve()
@@ -72,7 +80,7 @@ def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLog
         tracking_uri=tracking_uri(cfg.logger.tracking_uri),
         artifact_location=artifacts.as_uri(),
         run_id=resume_run_id,
-        tags={"speechcompress.experiment": str(cfg.name), **sweep_tags()},
+        tags={"speechcompress.experiment": str(cfg.name), **sweep_tags(), **parent_tag(cfg)},
     )
 
 
