@@ -1,4 +1,4 @@
-"""`speechcompress enhance | vad | evaluate | shrink | sensitivity`: use and study a trained checkpoint."""
+"""`speechcompress enhance | vad | evaluate | shrink | sensitivity | compare`: use and study trained models."""
 
 from __future__ import annotations
 
@@ -225,6 +225,33 @@ def shrink(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from speechcompress.config import PROJECT_ROOT
+    from speechcompress.tracking import compare as report
+    from speechcompress.tracking.mlflow import tracking_uri
+
+    client = MlflowClient(tracking_uri(args.tracking_uri))
+    rows, parent, skipped = report.collect(client, args.experiment, args.sweep, args.metric, args.cost)
+    if not rows:
+        raise ValueError(f"no finished run of {args.experiment!r} logged both {args.metric} and {args.cost}"
+                         + "".join(f"\n  {s}" for s in skipped))
+    out = Path(args.out) if args.out else PROJECT_ROOT / "experiments" / "reports"
+    text = report.markdown(args.experiment, rows, args.metric, args.cost, parent, skipped)
+    with atomic_path(out / f"{args.experiment}.md") as partial:
+        partial.write_text(text + f"\n![{args.experiment}]({args.experiment}.png)\n")
+    with atomic_path(out / f"{args.experiment}.png") as partial, partial.open("wb") as handle:
+        report.plot(args.experiment, rows, args.metric, args.cost, handle)
+    print(text)
+    print(f"wrote {out / args.experiment}.md and .png")
+    if parent is not None:
+        for suffix in (".md", ".png"):
+            client.log_artifact(parent.info.run_id, str(out / f"{args.experiment}{suffix}"), "reports")
+        print(f"logged both to the sweep's MLflow parent run {parent.info.run_id}")
+    return 0
+
+
 def _window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
     p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
@@ -278,6 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed relative loss increase per tensor")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=sensitivity)
+
+    p = commands.add_parser("compare", help="runs of an experiment side by side: table, Pareto front, plot")
+    p.add_argument("--experiment", required=True, help="the MLflow experiment (the +experiment name)")
+    p.add_argument("--sweep", help="one sweep's id (its folder under experiments/multiruns/NAME/); "
+                                   "default: the newest sweep, or every run when the experiment has none")
+    p.add_argument("--metric", default="test/pesq", help="quality, e.g. test/pesq, test/si_sdr, test/f1")
+    p.add_argument("--cost", default="size/bytes_sparse", help="cost, e.g. size/bytes_sparse, size/params")
+    p.add_argument("--out", help="folder for NAME.md and NAME.png (default: experiments/reports)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)")
+    p.set_defaults(func=compare)
     return parser
 
 
