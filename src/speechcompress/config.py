@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,10 +13,26 @@ PROJECT_ROOT = Path(os.environ.get("SPEECHCOMPRESS_ROOT", Path(__file__).resolve
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
 
+def run_folder(run_name: str | None) -> str:
+    """The name of a run's folder: `run_name` when given; under SLURM the job's id (an array task's
+    `<job>_<task>`), which a requeued job keeps; else the start time. The first two are stable, so
+    a restarted run finds its own folder and `resume=auto` continues it."""
+    if run_name:
+        return str(run_name)
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"slurm-{os.environ['SLURM_JOB_ID']}"
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
 def register_resolvers() -> None:
-    """`${sc_root:}` anchors paths at the project root, whatever Hydra's working directory is."""
+    """`${sc_root:}` anchors paths at the project root, whatever Hydra's working directory is;
+    `${sc_run_folder:${run_name}}` names a run's folder (`run_folder`), resolved once per run."""
     if not OmegaConf.has_resolver("sc_root"):
         OmegaConf.register_new_resolver("sc_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("sc_run_folder"):
+        OmegaConf.register_new_resolver("sc_run_folder", run_folder, use_cache=True)
 
 
 def flatten(config: DictConfig | dict, prefix: str = "") -> dict[str, object]:

@@ -23,24 +23,28 @@ from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint, save
 from speechcompress.compression.masking import ScheduledMaskCallback
 from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.compression.structured import shrink_task
-from speechcompress.config import ConfigError
+from speechcompress.config import ConfigError, run_folder
 from speechcompress.evaluation.measure import peak_memory, real_time_factor, size_report
+from speechcompress.interruption import LAST_CHECKPOINT, SaveOnSignal
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
     RUN_ID_KEY,
     RunIdInCheckpoint,
     build_logger,
+    check_reachable,
     log_config,
     tracking_uri,
 )
 
 
 def output_dir(cfg: DictConfig) -> Path:
-    """Hydra's job folder when launched by Hydra; otherwise a fresh folder under experiments/runs."""
+    """Hydra's job folder when launched by Hydra; otherwise runs/NAME/RUN_FOLDER under experiments/
+    (`run_name`, the SLURM job id, or a fresh time stamp)."""
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    return Path(cfg.paths.experiments_dir) / "runs" / str(cfg.name) / stamp
+    stable = cfg.get("run_name") or os.environ.get("SLURM_JOB_ID")
+    folder = run_folder(cfg.get("run_name")) if stable else datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    return Path(cfg.paths.experiments_dir) / "runs" / str(cfg.name) / folder
 
 
 def parallel_job_threads() -> int | None:
@@ -58,15 +62,24 @@ def parallel_job_threads() -> int | None:
     return max(1, cores // parallel)
 
 
-def _resume_state(cfg: DictConfig) -> tuple[Path | None, str | None]:
+def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, str | None]:
+    """The checkpoint to continue and its MLflow run id: `resume=auto` takes this run folder's
+    checkpoints/last.ckpt when there is one (a requeued job, an interrupted run started again with
+    its run_name), a path takes that checkpoint; otherwise (None, None), a fresh run."""
     if not cfg.resume:
         return None, None
-    path = Path(cfg.resume)
+    if cfg.resume == "auto":
+        path = run_dir / "checkpoints" / LAST_CHECKPOINT
+        if not path.is_file():
+            return None, None
+        print(f"[speechcompress] resume=auto: continuing {path}")
+    else:
+        path = Path(cfg.resume)
     try:
         checkpoint = read_checkpoint(path)
     except FileNotFoundError:
         raise ConfigError(f"resume={path}: no such checkpoint. Pass the path of a .ckpt file, e.g. "
-                          f"experiments/runs/<name>/<time>/checkpoints/last.ckpt") from None
+                          f"experiments/runs/<name>/<time>/checkpoints/last.ckpt, or resume=auto") from None
     except ValueError as error:
         raise ConfigError(f"resume={path}: {error}") from None
     return path, checkpoint.get(RUN_ID_KEY)
@@ -163,18 +176,24 @@ def _refuse_missing(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test and measure one recipe; returns the metrics that were logged."""
     _refuse_missing(cfg)
+    try:  # before any data is generated or any step trained
+        check_reachable(tracking_uri(cfg.logger.tracking_uri))
+    except ConnectionError as error:
+        raise ConfigError(str(error)) from None
     threads = parallel_job_threads()
     if threads:
         torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
-    resume_path, resume_run_id = _resume_state(cfg)
+    run_dir = output_dir(cfg)
+    resume_path, resume_run_id = _resume_state(cfg, run_dir)
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     compression = build_compression(cfg)
     check_compression(compression, task, planned_steps(cfg, datamodule))
 
     # nothing is written before this line: a refused setting leaves no folder and no MLflow run
-    run_dir = resume_path.parent.parent if resume_path else output_dir(cfg)
+    if resume_path:
+        run_dir = resume_path.parent.parent
     config_path = run_dir / "config.yaml"  # first, so tools like `sensitivity` find it beside any checkpoint
     config_path.parent.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, config_path, resolve=True)
@@ -183,9 +202,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     logger = build_logger(cfg, resume_run_id)
     if resume_run_id is None:
         log_config(logger, cfg)
-    trainer = pl.Trainer(**cfg.trainer, logger=logger, callbacks=[checkpoint, RunIdInCheckpoint(), *compression],
+    interruption = SaveOnSignal(run_dir / "checkpoints" / LAST_CHECKPOINT)
+    trainer = pl.Trainer(**cfg.trainer, logger=logger,
+                         callbacks=[checkpoint, RunIdInCheckpoint(), interruption, *compression],
                          plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir))
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True)
+    interruption.exit_if_interrupted()
 
     result_path = _result_checkpoint(trainer, checkpoint)
     measured: dict[str, float] = {}

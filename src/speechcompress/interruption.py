@@ -1,0 +1,83 @@
+"""Pre-emption: a run told to stop saves where it is, exits cleanly, and continues when started again.
+
+SLURM sends SIGUSR1 some time before a job's time limit (submitit's `signal_delay_s`) and SIGTERM
+when it pre-empts a job; a user's `kill` sends SIGTERM. `SaveOnSignal` notes the signal, and at the
+end of the training batch in progress (where model, optimizer, masks and schedules are whole)
+writes the run's checkpoints/last.ckpt and stops training. `train.run` then exits with status
+128 + the signal's number, without testing. `resume=auto` (the default) continues from that
+checkpoint in the same run folder and the same MLflow run.
+
+A job is put back in the queue by whoever owns the signal: submitit's own SIGUSR1 handler (the
+`submitit_slurm` launcher: the same job, same config, same folder), called here once the checkpoint
+is written; for a plain `sbatch` job under SLURM, `scontrol requeue`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+LAST_CHECKPOINT = "last.ckpt"
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class SaveOnSignal(pl.Callback):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.received: int | None = None
+        self.saved_step: int | None = None
+        # the process's own handlers (submitit's, or the defaults), taken before Lightning adds its own
+        self._outer = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers (a run inside a thread pool keeps the defaults)
+        for sig in SIGNALS:  # replaces Lightning's SIGTERM handler, which would only stop at an epoch's end
+            signal.signal(sig, self._note)
+
+    def _note(self, signum: int, frame) -> None:
+        self.received = signum  # the state is whole only between batches: the batch's end saves it
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        stop = self.received is not None
+        if trainer.world_size > 1:  # one signalled rank stops them all, at the same step
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop or self.saved_step is not None:
+            return
+        self.received = self.received or signal.SIGTERM
+        trainer.save_checkpoint(self.path)  # every rank takes part; rank zero writes, atomically
+        self.saved_step = trainer.global_step
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in self._outer.items():
+                signal.signal(sig, handler)
+
+    def exit_if_interrupted(self) -> None:
+        """After `fit`: if a signal stopped it, hand the job back to its scheduler and exit."""
+        if self.saved_step is None:
+            return
+        name = signal.Signals(self.received).name
+        print(f"\n[speechcompress] {name}: saved step {self.saved_step} to {self.path}; the same command "
+              f"continues it (resume=auto, same run folder and MLflow run)", flush=True)
+        outer = self._outer.get(self.received)
+        if callable(outer):  # submitit's handler: requeues this job and exits
+            outer(self.received, None)
+        elif self.received == signal.SIGUSR1 and os.environ.get("SLURM_JOB_ID"):
+            _requeue_slurm_job()
+        raise SystemExit(128 + self.received)
+
+
+def _requeue_slurm_job() -> None:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    print(f"[speechcompress] scontrol requeue {job}: " + ("done" if result.returncode == 0 else result.stderr.strip()),
+          flush=True)
