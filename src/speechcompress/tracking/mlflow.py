@@ -71,14 +71,45 @@ def parent_tag(cfg: DictConfig) -> dict[str, str]:
     return {"mlflow.parentRunId": str(parent)} if parent else {}
 
 
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def artifact_location(cfg: DictConfig) -> str | None:
+    """Where a new experiment keeps its artifacts: logger.artifact_location for a local store; a
+    tracking server's own artifact store otherwise (None), so they travel through the server."""
+    if is_server(tracking_uri(cfg.logger.tracking_uri)):
+        return None
+    return Path(cfg.logger.artifact_location).resolve().as_uri()
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fails within `timeout` seconds, naming `uri`, when a tracking server does not answer its
+    health check (MLflow's own client would retry for minutes); local stores pass."""
+    if not is_server(uri):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = str(getattr(error, "reason", error))
+    raise ConnectionError(f"the MLflow tracking server {uri} does not answer ({reason}). Start it "
+                          f"(mlflow server --host ... --port ...), or point logger.tracking_uri / "
+                          f"MLFLOW_TRACKING_URI at a reachable one (unset, runs go to the local SQLite store)")
+
+
 def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLogger:
     """The run's MLflow logger; `resume_run_id` continues that run instead of starting one."""
-    artifacts = Path(cfg.logger.artifact_location).resolve()
     return MLFlowLogger(
         experiment_name=cfg.logger.experiment_name,
         run_name=cfg.logger.run_name or run_name(cfg),
         tracking_uri=tracking_uri(cfg.logger.tracking_uri),
-        artifact_location=artifacts.as_uri(),
+        artifact_location=artifact_location(cfg),
         run_id=resume_run_id,
         tags={"speechcompress.experiment": str(cfg.name), **sweep_tags(), **parent_tag(cfg)},
     )

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict, read_write
 
-from speechcompress.tracking.mlflow import tracking_uri
+from speechcompress.tracking.mlflow import artifact_location, check_reachable, tracking_uri
 
 PARENT_KEY = "logger.parent_run_id"
 SWEEP_TAG = "speechcompress.sweep"
@@ -51,11 +51,13 @@ class SweepParentRun(Callback):
             return
         swept = swept_values(cfg)
         sweep_id = Path(cfg.hydra.sweep.dir).name
-        client = MlflowClient(tracking_uri(cfg.logger.tracking_uri))
+        uri = tracking_uri(cfg.logger.tracking_uri)
+        check_reachable(uri)
+        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
         if experiment is None:
-            artifacts = Path(cfg.logger.artifact_location).resolve().as_uri()
-            experiment_id = client.create_experiment(cfg.logger.experiment_name, artifact_location=artifacts)
+            experiment_id = client.create_experiment(cfg.logger.experiment_name,
+                                                     artifact_location=artifact_location(cfg))
         else:
             experiment_id = experiment.experiment_id
         parent = client.create_run(experiment_id, run_name=parent_run_name(str(cfg.name), swept),
