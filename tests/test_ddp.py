@@ -3,6 +3,7 @@ same test/* figures as a 1-process test of its checkpoint on the same split."""
 
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,38 @@ def test_two_process_run_logs_the_one_process_figures(experiment, tiny, tmp_path
             assert math.isnan(distributed[name]), name
         else:
             assert distributed[name] == pytest.approx(value, rel=1e-4, abs=1e-4), name
+
+
+def test_two_slurm_tasks_train_as_ddp_ranks_into_one_run_folder_and_one_mlflow_run(tmp_path):
+    """What `srun` starts for a job with --ntasks-per-node=2: two processes with SLURM's variables.
+    Lightning's SLURMEnvironment makes them DDP ranks (gloo here); both resolve the run folder from
+    the job id, and rank zero alone logs."""
+    overrides = ["+experiment=rnnoise", *_without(TINY, "trainer.max_steps", "trainer.val_check_interval",
+                                                  "data.test.utterances", "measure."), *SHORT,
+                 *sandbox_overrides(tmp_path), "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2",
+             "SLURM_NNODES": "1", "SLURM_NODEID": "0", "SLURM_NODELIST": "127.0.0.1", "MASTER_PORT": str(port),
+             "OMP_NUM_THREADS": "1"}
+    ranks = [subprocess.Popen([sys.executable, "train.py", *overrides], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **slurm, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)})
+             for r in range(2)]
+    try:
+        outputs = [rank.communicate(timeout=600) for rank in ranks]
+    finally:  # a rank left waiting for its peer must not outlive the test
+        for rank in ranks:
+            rank.kill()
+    for rank, (_, stderr) in zip(ranks, outputs, strict=True):
+        assert rank.returncode == 0, stderr[-3000:]
+    assert "SLURM auto-requeueing enabled" in "".join(outputs[0])  # Lightning took the SLURM environment
+
+    cfg = compose_config(overrides)
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name("rnnoise").experiment_id])
+    assert logged.data.metrics["test/items"] == 9
+    runs = Path(cfg.paths.experiments_dir) / "runs" / "rnnoise"
+    assert [p.name for p in runs.iterdir()] == ["slurm-4242"]
+    assert list((runs / "slurm-4242" / "checkpoints").glob("best-*.ckpt"))

@@ -53,7 +53,7 @@ def test_every_recipe_takes_steps_and_reports(experiment, tiny_run, tiny_vad_run
     assert metrics["size/params"] > 0 and metrics["latency/rtf"] > 0
 
 
-def test_a_sweep_recipe_runs_every_job_as_its_own_mlflow_run(tiny_run, tmp_path):
+def test_a_sweep_recipe_runs_every_job_as_a_child_of_one_parent_run(tiny_run, tmp_path):
     data_dir = Path(tiny_run[0].paths.data_dir)
     overrides = ["-m", "+experiment=rnnoise_density_sweep", *_tiny("rnnoise_density_sweep"), *_sandbox(data_dir, tmp_path),
                  "measure.latency_seconds=1", "measure.latency_repeats=1"]
@@ -62,6 +62,10 @@ def test_a_sweep_recipe_runs_every_job_as_its_own_mlflow_run(tiny_run, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'experiments' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("rnnoise_density_sweep").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == sorted(f"rnnoise-sparsify-d{d}-s1" for d in
-                                                           ("1.00", "0.50", "0.30", "0.20", "0.10"))
+    (parent,) = [r for r in runs if r.data.tags.get("speechcompress.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 6 and parent.info.run_name == "rnnoise_density_sweep sweep: compression.density"
+    assert parent.data.params["sweep.compression.density"] == "1.0,0.5,0.3,0.2,0.1"  # the experiment's sweeper params
+    assert sorted(r.info.run_name for r in children) == sorted(f"rnnoise-sparsify-d{d}-s1" for d in
+                                                               ("1.00", "0.50", "0.30", "0.20", "0.10"))
     assert len({r.data.tags["speechcompress.sweep"] for r in runs}) == 1

@@ -18,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint, save_task
 from speechcompress.compression.masking import ScheduledMaskCallback
@@ -199,8 +200,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     OmegaConf.save(cfg, config_path, resolve=True)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/loss",
                                  mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    logger = build_logger(cfg, resume_run_id)
-    if resume_run_id is None:
+    # One process logs. Under SLURM every rank starts at once, and MLflow's client creates a missing
+    # SQLite store's tables as it opens it: two ranks doing so together race (one dies).
+    logger = build_logger(cfg, resume_run_id) if rank_zero_only.rank == 0 else False
+    if logger and resume_run_id is None:
         log_config(logger, cfg)
     interruption = SaveOnSignal(run_dir / "checkpoints" / LAST_CHECKPOINT)
     trainer = pl.Trainer(**cfg.trainer, logger=logger,
