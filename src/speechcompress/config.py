@@ -13,7 +13,7 @@ PROJECT_ROOT = Path(os.environ.get("SPEECHCOMPRESS_ROOT", Path(__file__).resolve
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
 
-def run_folder(run_name: str | None) -> str:
+def run_folder(run_name: str | None, time_format: str = "%Y-%m-%d_%H-%M-%S") -> str:
     """The name of a run's folder: `run_name` when given; under SLURM the job's id (an array task's
     `<job>_<task>`), which a requeued job keeps; else the start time. The first two are stable, so
     a restarted run finds its own folder and `resume=auto` continues it."""
@@ -23,7 +23,7 @@ def run_folder(run_name: str | None) -> str:
         return f"slurm-{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     if os.environ.get("SLURM_JOB_ID"):
         return f"slurm-{os.environ['SLURM_JOB_ID']}"
-    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return datetime.now().strftime(time_format)
 
 
 def register_resolvers() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -43,8 +42,7 @@ def output_dir(cfg: DictConfig) -> Path:
     (`run_name`, the SLURM job id, or a fresh time stamp)."""
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    stable = cfg.get("run_name") or os.environ.get("SLURM_JOB_ID")
-    folder = run_folder(cfg.get("run_name")) if stable else datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    folder = run_folder(cfg.get("run_name"), time_format="%Y-%m-%d_%H-%M-%S-%f")  # runs in one process: µs apart
     return Path(cfg.paths.experiments_dir) / "runs" / str(cfg.name) / folder
 
 

@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger
 
@@ -43,8 +44,6 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
 
 
 def environment_params() -> dict[str, str]:
-    import torch
-
     params = {"env.git_commit": git_commit(), "env.torch_threads": str(torch.get_num_threads())}
     for name in LIBRARIES:
         try:
