@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from tqdm import tqdm
 
 from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint, save_task
 from speechcompress.compression.masking import ScheduledMaskCallback
@@ -25,6 +27,8 @@ from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.compression.structured import shrink_task
 from speechcompress.config import ConfigError, run_folder
 from speechcompress.evaluation.measure import peak_memory, real_time_factor, size_report
+from speechcompress.export.pipeline import calibration_inputs, export_files, task_settings
+from speechcompress.export.runtime import OnnxModel
 from speechcompress.interruption import LAST_CHECKPOINT, SaveOnSignal
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
@@ -230,8 +234,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     measured |= {**size_report(model), **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds,
                                                           cfg.measure.latency_repeats),
                  **inference_memory(task, cfg.measure.memory_seconds)}
-    logger.log_metrics(measured, step=trainer.global_step)
     client, run_id = logger.experiment, logger.run_id
+    if cfg.export.enabled:
+        exported, deployed = deploy(cfg, task, datamodule, run_dir / "export")
+        measured |= deployed
+        for path in exported.values():
+            client.log_artifact(run_id, str(path), "export")
+    logger.log_metrics(measured, step=trainer.global_step)
     client.log_artifact(run_id, str(config_path))
     client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run_dir / "size_per_tensor.csv")))
     client.log_artifact(run_id, result_path, "checkpoints")
@@ -240,6 +249,32 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics |= measured
     print(summary(cfg, task, metrics, result_path, run_id))
     return metrics
+
+
+def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple[dict[str, Path], dict[str, float]]:
+    """Exports the tested model (`cfg.export`) and measures each file as deployed, on the CPU:
+    `size/bytes_KEY` (bytes on disk), `latency/rtf_KEY` (ONNX Runtime, one thread, the same audio
+    as torch's `latency/rtf`) and `deploy/KEY/NAME` (the test split through the file), for KEY =
+    onnx, onnx_int8 (and onnx_fp16: its size only, ONNX Runtime's CPU kernels lack fp16)."""
+    model = task.model
+    calibration = None
+    if cfg.export.quantize == "static-int8":
+        batches = itertools.islice(datamodule.train_dataloader(), cfg.export.calibration_batches)
+        calibration = calibration_inputs(model, (batch["noisy"] for batch in batches))
+    files = export_files(model, folder, task_settings(task), cfg.export.quantize, cfg.export.fp16, calibration)
+    metrics: dict[str, float] = {}
+    for key, path in files.items():
+        metrics[f"size/bytes_{key}"] = float(path.stat().st_size)
+        if key == "onnx_fp16":
+            continue
+        deployed = OnnxModel(path, threads=1)
+        rtf = real_time_factor(deployed, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)
+        metrics[f"latency/rtf_{key}"] = rtf["latency/rtf"]
+        if cfg.export.evaluate:
+            scores = task.score(deployed, tqdm(datamodule.test_dataloader(), desc=f"test split through {path.name}",
+                                               unit="batch", leave=False))
+            metrics |= {f"deploy/{key}/{name}": value for name, value in scores.items()}
+    return files, metrics
 
 
 def inference_memory(task: SpeechTask, seconds: float) -> dict[str, float]:
@@ -279,4 +314,24 @@ def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkp
         f"real-time factor {rtf:.4f} on 1 CPU thread ({1000 * rtf:.1f} ms per second of audio)",
         f"peak memory     {metrics.get('memory/peak_mb', math.nan):.0f} MiB for {cfg.measure.memory_seconds:g} s of audio "
         f"(deployment inference on {task.device.type})",
+        *deployment_lines(cfg, task, metrics),
     ])
+
+
+def deployment_lines(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float]) -> list[str]:
+    """torch, ONNX fp32 and ONNX INT8 side by side: bytes, real-time factor, the headline quality."""
+    if "size/bytes_onnx" not in metrics:
+        return []
+    name, label = task.headline
+    rows = [("torch checkpoint", metrics["size/bytes_checkpoint"], metrics.get("latency/rtf"), metrics.get(f"test/{name}"))]
+    for key, title in (("onnx", "ONNX fp32"), ("onnx_int8", f"ONNX {cfg.export.quantize}"), ("onnx_fp16", "ONNX fp16")):
+        if f"size/bytes_{key}" in metrics:
+            rows.append((title, metrics[f"size/bytes_{key}"], metrics.get(f"latency/rtf_{key}"),
+                         metrics.get(f"deploy/{key}/{name}")))
+
+    def shown(value: float | None, form: str) -> str:
+        return "-" if value is None or math.isnan(value) else format(value, form)
+
+    return ["", f"{'deployed as':<22}{'bytes':>12}{'RTF, 1 thread':>15}{label:>12}",
+            *(f"{title:<22}{int(size):>12,}{shown(rtf, '.4f'):>15}{shown(quality, '.3f'):>12}"
+              for title, size, rtf, quality in rows)]

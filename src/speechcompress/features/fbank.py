@@ -30,6 +30,15 @@ def edge_padding(samples: int, window: int, hop: int, extra_frames: int = 0) -> 
     return left, right
 
 
+def padded_fbank(noisy: torch.Tensor, sample_rate: int, n_mels: int, window: int, hop: int,
+                 extra_frames: int) -> torch.Tensor:
+    """[B, T] waveform → [B, ceil(T / hop) + extra_frames, n_mels] log-mel energies of centred
+    frames (zeros beyond the edges), `extra_frames` of them over the zeros after the end."""
+    left, right = edge_padding(noisy.shape[-1], window, hop, extra_frames)
+    padded = torch.nn.functional.pad(noisy.float(), (left, right))
+    return torch.stack([kaldi_fbank(wave, sample_rate, n_mels, window, hop) for wave in padded])
+
+
 def kaldi_fbank(padded: torch.Tensor, sample_rate: int, n_mels: int, window: int, hop: int) -> torch.Tensor:
     """Log-mel energies [frames, n_mels] of an already padded waveform [T] in [−1, 1].
 
@@ -59,7 +68,9 @@ def sliding_stack(frames: torch.Tensor, m: int, count: int) -> torch.Tensor:
     """The first `count` windows of m consecutive frames, each flattened: [B, F, D] → [B, count, m·D]."""
     if count == 0:
         return frames.new_zeros(frames.shape[0], 0, m * frames.shape[2])
-    return frames[:, : count + m - 1].unfold(1, m, 1).transpose(2, 3).flatten(2)
+    # m shifted slices side by side rather than `unfold`, which ONNX export cannot take on a time
+    # axis of dynamic length
+    return torch.cat([frames[:, i : i + count] for i in range(m)], dim=-1)
 
 
 class CMVN(nn.Module):

@@ -24,6 +24,7 @@ from speechcompress.features.fbank import (
     edge_padding,
     frame_count,
     kaldi_fbank,
+    padded_fbank,
     sliding_stack,
     stack_frames,
 )
@@ -121,9 +122,7 @@ class FSMNVAD(nn.Module):
     # --- front-end ---------------------------------------------------------------------------
     def fbank(self, noisy: torch.Tensor) -> torch.Tensor:
         """[B, T] waveform → [B, ceil(T / hop) + lookahead, n_mels] log-mel energies, before CMVN."""
-        left, right = edge_padding(noisy.shape[-1], self.window, self.hop, self.lookahead)
-        padded = torch.nn.functional.pad(noisy.float(), (left, right))
-        return torch.stack([kaldi_fbank(wave, self.sample_rate, self.n_mels, self.window, self.hop) for wave in padded])
+        return padded_fbank(noisy, self.sample_rate, self.n_mels, self.window, self.hop, self.lookahead)
 
     def frames(self, samples: int) -> int:
         return frame_count(samples, self.hop)

@@ -19,6 +19,7 @@ class SpeechTask(pl.LightningModule):
     """Subclasses save `optimizer` (AdamW arguments) and `lr_decay` among their hyperparameters."""
 
     sample_rate: int
+    headline: tuple[str, str]  # (metric name, label) of the quality figure summaries put first
 
     def log_training_loss(self, batch: dict[str, torch.Tensor], output: Any, terms: dict[str, torch.Tensor]
                           ) -> torch.Tensor:
@@ -65,6 +66,11 @@ class SpeechTask(pl.LightningModule):
         """The model's answer to a noisy waveform [B, T] at deployment, as the CLI computes it
         (what `memory/peak_mb` is measured on): the forward pass, unless a task cuts long audio."""
         return self(noisy)
+
+    def score(self, model: torch.nn.Module, batches) -> dict[str, float]:
+        """The test split's figures for `model` in place of the task's own (an exported file run
+        through `export.runtime.OnnxModel`, say), computed on this process alone and not logged."""
+        raise NotImplementedError
 
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         """The quality part of the end-of-run summary."""

@@ -28,6 +28,8 @@ from speechcompress.tracking.examples import write_examples
 
 
 class DenoiseTask(SpeechTask):
+    headline = ("pesq", "PESQ-wb")  # the quality figure summaries put first
+
     def __init__(
         self,
         model: dict,
@@ -96,6 +98,13 @@ class DenoiseTask(SpeechTask):
 
     def on_test_epoch_end(self) -> None:
         self.log_scores("test", self.test_quality)
+
+    def score(self, model: nn.Module, batches) -> dict[str, float]:
+        quality = SpeechQuality(self.sample_rate, with_noisy=False, sync_on_compute=False)
+        for batch in batches:
+            enhanced = enhance_batch(model, batch["noisy"], self.windows)
+            quality.update(batch["clean"], enhanced, batch["length"], batch["index"])
+        return {name: float(value) for name, value in quality.compute().items()}
 
     # --- reporting ----------------------------------------------------------------------------------
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:

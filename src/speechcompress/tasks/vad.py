@@ -31,6 +31,8 @@ def frame_mask(model: nn.Module, lengths: torch.Tensor, frames: int) -> torch.Te
 
 
 class VADTask(SpeechTask):
+    headline = ("f1", "frame F1")  # the quality figure summaries put first
+
     def __init__(
         self,
         model: dict,
@@ -121,6 +123,16 @@ class VADTask(SpeechTask):
     def on_test_epoch_end(self) -> None:
         self.log_scores("test", self.test_frames)
         self.log_scores("test", self.test_segments)
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, batches) -> dict[str, float]:
+        frames = FrameVAD(self.segment_config.threshold, sync_on_compute=False)
+        segments = SegmentVAD(self.segment_config, self.hparams.collar, sync_on_compute=False)
+        for batch in batches:
+            probabilities, labels, valid = self._probabilities(batch, model(batch["noisy"]))
+            frames.update(probabilities, labels, valid, batch["index"])
+            segments.update(probabilities, labels, valid, batch["index"])
+        return {name: float(value) for name, value in {**frames.compute(), **segments.compute()}.items()}
 
     # --- reporting ----------------------------------------------------------------------------------
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:

@@ -1,0 +1,63 @@
+"""Export one trained model into the files a deployer ships: fp32 ONNX, optionally INT8 and FP16.
+
+Used by the end of a training run (the `export` config group) and by `speechcompress export`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechcompress.export.graphs import graph_for
+from speechcompress.export.onnx import export_onnx
+from speechcompress.export.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_int8
+
+QUANTIZE_MODES = ("dynamic-int8", "static-int8")
+
+
+def task_settings(task: object) -> dict[str, object]:
+    """What a runtime needs of the task besides the model: a denoiser's inference windows, a VAD's
+    segment post-processing."""
+    settings = {}
+    if hasattr(task, "windows"):
+        settings["windows"] = dataclasses.asdict(task.windows)
+    if hasattr(task, "segment_config"):
+        settings["segments"] = dataclasses.asdict(task.segment_config)
+    return settings
+
+
+@torch.no_grad()
+def calibration_inputs(model: nn.Module, noisy_batches: Iterable[torch.Tensor]) -> list[np.ndarray]:
+    """The exported graph's inputs for noisy waveform batches: the waveforms, or the VAD's fbank."""
+    _, spec = graph_for(model)
+    inputs = []
+    for noisy in noisy_batches:
+        noisy = noisy.float().cpu()
+        inputs.append((model.fbank(noisy) if spec.kind == "vad" else noisy).numpy())
+    return inputs
+
+
+def export_files(model: nn.Module, folder: str | Path, settings: dict[str, object] | None = None,
+                 quantize: str | None = "dynamic-int8", fp16: bool = False,
+                 calibration: list[np.ndarray] | None = None) -> dict[str, Path]:
+    """Writes folder/model.onnx (checked against torch), and model_int8.onnx / model_fp16.onnx
+    when asked. Returns {"onnx": path, "onnx_int8": path, "onnx_fp16": path} for what was written."""
+    folder = Path(folder)
+    if quantize not in (None, *QUANTIZE_MODES):
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)} or null, not {quantize!r}")
+    if quantize == "static-int8" and not calibration:
+        raise ValueError("static-int8 needs calibration inputs (batches of the run's training data)")
+    fp32 = export_onnx(model, folder / "model.onnx", settings).path
+    files = {"onnx": fp32}
+    if quantize == "dynamic-int8":
+        files["onnx_int8"] = quantize_dynamic_int8(fp32, folder / "model_int8.onnx")
+    elif quantize == "static-int8":
+        files["onnx_int8"] = quantize_static_int8(fp32, folder / "model_int8.onnx", calibration)
+    if fp16:
+        files["onnx_fp16"] = convert_fp16(fp32, folder / "model_fp16.onnx")
+    return files

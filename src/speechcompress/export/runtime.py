@@ -1,0 +1,91 @@
+"""Exported files run like the torch models they came from.
+
+`OnnxModel` wraps an ONNX Runtime session in the interface the rest of the project calls: a
+denoiser's `model(noisy).enhanced`, a VAD's `model(noisy).logits` / `.speech_probability()` and
+`model.frames(samples)`, `model.sample_rate`. So `inference.enhance_batch`, the tasks' test loops
+and the CLI run an exported file exactly as they run a checkpoint. `load_deployed` adds the
+task's settings stored in the file (inference windows, segment post-processing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from speechcompress.evaluation.vad_segments import SegmentConfig
+from speechcompress.export.onnx import read_metadata, session
+from speechcompress.features.fbank import frame_count, padded_fbank
+from speechcompress.inference import Windows
+from speechcompress.models.fsmn_vad import VADOutput
+
+
+@dataclass
+class EnhancedOutput:
+    enhanced: torch.Tensor  # [B, T]
+
+
+def is_onnx(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
+class OnnxModel(nn.Module):
+    """An exported speechcompress file, run by ONNX Runtime on the CPU (`threads` intra-op threads)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX file {path} does not exist")
+        self.path = path
+        self.meta = read_metadata(path)
+        if "family" not in self.meta:
+            raise ValueError(f"{path} was not exported by speechcompress (no speechcompress.* metadata): "
+                             f"export it with `speechcompress export --checkpoint RUN.ckpt`")
+        self.kind: str = self.meta["kind"]
+        self.sample_rate: int = int(self.meta["sample_rate"])
+        self.session = session(path, threads)
+        # callers find a model's device from its parameters: an exported file runs on the CPU
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        out = self.session.run([self.meta["output"]], {self.meta["input"]: array})[0]
+        return torch.from_numpy(out).to(x.device)
+
+    def fbank(self, noisy: torch.Tensor) -> torch.Tensor:
+        f = self.meta["frontend"]
+        return padded_fbank(noisy, self.sample_rate, f["n_mels"], f["window"], f["hop"], f["lookahead"])
+
+    def frames(self, samples: int) -> int:
+        return frame_count(samples, self.meta["frontend"]["hop"])
+
+    def forward(self, noisy: torch.Tensor):
+        if self.kind == "vad":
+            features = self.fbank(noisy)
+            return VADOutput(self._run(features), features)
+        return EnhancedOutput(self._run(noisy))
+
+
+@dataclass
+class Deployed:
+    """An exported file with the settings its task kept: what `enhance` and `vad` need."""
+
+    model: OnnxModel
+    windows: Windows
+    segment_config: SegmentConfig
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+
+def load_deployed(path: str | Path, kind: str, threads: int | None = None) -> Deployed:
+    """The file at `path` as a `kind` ("denoiser" or "vad") model; a file of the other kind is refused."""
+    model = OnnxModel(path, threads)
+    if model.kind != kind:
+        raise ValueError(f"{path} holds a {model.kind} model, but this needs a {kind}: pass a file of the other kind")
+    return Deployed(model, Windows(**model.meta.get("windows", {})), SegmentConfig(**model.meta.get("segments", {})))
