@@ -24,6 +24,7 @@ TINY_RUN = [
     "trainer.max_steps=300", "trainer.val_check_interval=150", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
     "measure.latency_seconds=2", "measure.latency_repeats=2", "measure.memory_seconds=5",
+    "export=none",  # the session's tiny runs below export (`exporting`); other runs skip it
 ]
 TINY = [
     "model.cond_size=24", "model.gru_size=32", "task.val_quality_items=4",
@@ -34,6 +35,11 @@ TINY_FSMN = ["model.input_affine=48", "model.hidden=64", "model.proj=32", "model
 TINY_FRCRN = ["model.channels=4", "model.encoder_kernels=[[5,2],[5,2],[5,2]]", "model.fsmn_order=3",
               "model.fsmn_hidden=8", "model.se_reduction=2"]
 TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2"]
+
+
+def exporting(overrides: list[str]) -> list[str]:
+    """The same overrides with the end-of-run ONNX export on (fp32 + dynamic INT8)."""
+    return [("export=onnx" if o == "export=none" else o) for o in overrides]
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -56,7 +62,7 @@ def tiny_run(tmp_path_factory):
     from speechcompress.train import run
 
     root = tmp_path_factory.mktemp("tiny_run")
-    cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(root)])
+    cfg = compose_config(["+experiment=rnnoise", *exporting(TINY), *sandbox_overrides(root)])
     metrics = run(cfg)
     return cfg, metrics
 
@@ -67,7 +73,7 @@ def tiny_vad_run(tmp_path_factory):
     from speechcompress.train import run
 
     root = tmp_path_factory.mktemp("tiny_vad_run")
-    cfg = compose_config(["+experiment=fsmn_vad", *TINY_VAD, *sandbox_overrides(root)])
+    cfg = compose_config(["+experiment=fsmn_vad", *exporting(TINY_VAD), *sandbox_overrides(root)])
     metrics = run(cfg)
     (checkpoint,) = (root / "experiments" / "runs" / "fsmn_vad").glob("*/checkpoints/best-*.ckpt")
     return cfg, metrics, checkpoint
@@ -80,7 +86,7 @@ def tiny_frcrn_run(tiny_run, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_frcrn_run")
     data = f"paths.data_dir={tiny_run[0].paths.data_dir}"
-    cfg = compose_config(["+experiment=frcrn_small", *TINY_FRCRN, *TINY_RUN, "data.train.snr_db=[-5,5]",
+    cfg = compose_config(["+experiment=frcrn_small", *TINY_FRCRN, *exporting(TINY_RUN), "data.train.snr_db=[-5,5]",
                           "task.val_quality_items=4", *sandbox_overrides(root), data])
     metrics = run(cfg)
     (checkpoint,) = (root / "experiments" / "runs" / "frcrn_small").glob("*/checkpoints/best-*.ckpt")

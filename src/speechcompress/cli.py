@@ -1,4 +1,4 @@
-"""`speechcompress enhance | vad | evaluate | shrink | sensitivity | compare`: use and study trained models."""
+"""`speechcompress enhance | vad | evaluate | export | benchmark | shrink | sensitivity | compare`: use, ship and study trained models."""
 
 from __future__ import annotations
 
@@ -68,12 +68,17 @@ def _windows(task, args: argparse.Namespace):
     return windows
 
 
-def enhance(args: argparse.Namespace) -> int:
-    import torch
+def _denoiser(args: argparse.Namespace):
+    """The checkpoint's task, or an exported file with the settings it carries (run on the CPU)."""
+    from speechcompress.export.runtime import is_onnx, load_deployed
 
+    return load_deployed(args.checkpoint, "denoiser") if is_onnx(args.checkpoint) else load_denoiser(args.checkpoint, args.device)
+
+
+def enhance(args: argparse.Namespace) -> int:
     from speechcompress.evaluation.measure import peak_memory
 
-    task = load_denoiser(args.checkpoint, args.device)
+    task = _denoiser(args)
     model, windows = task.model, _windows(task, args)
     source, target = Path(args.input), Path(args.output)
     files = _inputs(source)
@@ -85,7 +90,7 @@ def enhance(args: argparse.Namespace) -> int:
     def work(path: Path, relative: Path) -> None:
         wave, rate = read_audio(path)
         start = time.perf_counter()
-        with peak_memory(torch.device(args.device)) as memory:
+        with peak_memory(next(model.parameters()).device) as memory:
             enhanced = enhance_waveform(model, wave, rate, windows)
         seconds = time.perf_counter() - start
         write_audio(destination[path], enhanced, rate)
@@ -101,9 +106,10 @@ def vad(args: argparse.Namespace) -> int:
     import numpy as np
 
     from speechcompress.evaluation.vad_segments import FRAME_SECONDS, speech_segments
+    from speechcompress.export.runtime import is_onnx, load_deployed
     from speechcompress.tasks.vad import load_vad
 
-    task = load_vad(args.checkpoint, args.device)
+    task = load_deployed(args.checkpoint, "vad") if is_onnx(args.checkpoint) else load_vad(args.checkpoint, args.device)
     config = task.segment_config if args.threshold is None else dataclasses.replace(task.segment_config,
                                                                                      threshold=args.threshold)
     source, target = Path(args.input), Path(args.output)
@@ -132,7 +138,7 @@ def vad(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    task = load_denoiser(args.checkpoint, args.device)
+    task = _denoiser(args)
     model, windows, rate = task.model, _windows(task, args), task.sample_rate
     quality = SpeechQuality(rate, with_noisy=True)
     pairs = paired_files(args.noisy, args.clean)
@@ -169,18 +175,14 @@ def evaluate(args: argparse.Namespace) -> int:
 def sensitivity(args: argparse.Namespace) -> int:
     import yaml
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from speechcompress.checkpoints import load_task
     from speechcompress.compression import sensitivity as study
 
     checkpoint = Path(args.checkpoint)
-    config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"no run config at {config}: pass --config with the config.yaml of the run "
-                                f"that wrote {checkpoint}")
+    config = _run_config(checkpoint, args.config)
     task = load_task(checkpoint, args.device)
-    datamodule = instantiate(OmegaConf.load(config).data)
+    datamodule = instantiate(config.data)
     batches = []
     for batch in datamodule.val_dataloader():
         batches.append({k: v.to(args.device) for k, v in batch.items()})
@@ -252,6 +254,54 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config(checkpoint: Path, config: str | None):
+    """The config.yaml of the run that wrote `checkpoint` (RUN/checkpoints/x.ckpt → RUN/config.yaml)."""
+    from omegaconf import OmegaConf
+
+    path = Path(config) if config else checkpoint.resolve().parent.parent / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}: pass --config with the config.yaml of the run "
+                                f"that wrote {checkpoint}")
+    return OmegaConf.load(path)
+
+
+def export(args: argparse.Namespace) -> int:
+    from hydra.utils import instantiate
+
+    from speechcompress.checkpoints import load_task
+    from speechcompress.export.pipeline import calibration_inputs, export_files, task_settings
+    from speechcompress.export.quantize import quantized_ops
+
+    checkpoint = Path(args.checkpoint)
+    task = load_task(checkpoint)
+    calibration = None
+    if args.quantize == "static-int8":
+        datamodule = instantiate(_run_config(checkpoint, args.config).data)
+        calibration = calibration_inputs(task.model, datamodule.train_dataloader(), args.calibration_batches)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
+    int8 = args.quantize if args.quantize in ("dynamic-int8", "static-int8") else None
+    files = export_files(task.model, out, task_settings(task), int8, args.quantize == "fp16", calibration)
+    print(f"{'file':<40}{'bytes':>12}  quantized nodes (of all with weights)")
+    for path in files.values():
+        ops = ", ".join(f"{op} {q}/{n}" for op, (q, n) in quantized_ops(path).items())
+        print(f"{str(path):<40}{path.stat().st_size:>12,}  {ops}")
+    return 0
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    from speechcompress.checkpoints import load_task
+    from speechcompress.evaluation.measure import real_time_factor
+    from speechcompress.export.runtime import OnnxModel, is_onnx
+
+    print(f"{'file':<48}{'bytes':>12}{'RTF, 1 thread':>15}{'ms per s':>10}")
+    for name in args.files:
+        model = OnnxModel(name, threads=1) if is_onnx(name) else load_task(name).model
+        rtf = real_time_factor(model, model.sample_rate, args.seconds, args.repeats)["latency/rtf"]
+        print(f"{name:<48}{Path(name).stat().st_size:>12,}{rtf:>15.4f}{1000 * rtf:>10.1f}")
+    print(f"(the median of {args.repeats} passes over the same {args.seconds:g} s of noise, after one warm-up, in one process)")
+    return 0
+
+
 def _window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
     p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
@@ -263,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("enhance", help="denoise one audio file or a folder of them")
-    p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py, or a .onnx from `export`")
     p.add_argument("input", help="an audio file (any rate, any channels) or a folder of them")
     p.add_argument("output", help="output .wav file, or a folder (mirrors the input folder's layout)")
     p.add_argument("--device", default="cpu")
@@ -272,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=enhance)
 
     p = commands.add_parser("vad", help="speech segments (NAME.json) and 10 ms speech probabilities (NAME.npy)")
-    p.add_argument("--checkpoint", required=True, help="a .ckpt of a VAD run (e.g. +experiment=fsmn_vad)")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt of a VAD run (e.g. +experiment=fsmn_vad), or its .onnx")
     p.add_argument("input", help="an audio file (any rate, any channels) or a folder of them")
     p.add_argument("output", help="output folder (mirrors the input folder's layout)")
     p.add_argument("--threshold", type=float, help="speech probability threshold (default: the run's task.segments)")
@@ -305,6 +355,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed relative loss increase per tensor")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=sensitivity)
+
+    p = commands.add_parser("export", help="a checkpoint to ONNX (checked against torch), optionally INT8 or FP16")
+    p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format")
+    p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "fp16"],
+                   help="also write model_int8.onnx (dynamic, or static QDQ calibrated on the run's training "
+                        "data) or model_fp16.onnx")
+    p.add_argument("--out", help="output folder (default: the run's export/ folder)")
+    p.add_argument("--config", help="the run's config.yaml, for static-int8's calibration data (default: beside "
+                                    "the checkpoints folder)")
+    p.add_argument("--calibration-batches", type=int, default=4, help="training batches for static-int8")
+    p.set_defaults(func=export)
+
+    p = commands.add_parser("benchmark", help="bytes and 1-thread CPU real-time factor of checkpoints and ONNX files")
+    p.add_argument("files", nargs="+", help=".ckpt and .onnx files, measured side by side in one process")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per timed pass")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes (the median is reported)")
+    p.set_defaults(func=benchmark)
 
     p = commands.add_parser("compare", help="runs of an experiment side by side: table, Pareto front, plot")
     p.add_argument("--experiment", required=True, help="the MLflow experiment (the +experiment name)")

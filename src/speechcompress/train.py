@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from pathlib import Path
@@ -259,8 +258,7 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
     model = task.model
     calibration = None
     if cfg.export.quantize == "static-int8":
-        batches = itertools.islice(datamodule.train_dataloader(), cfg.export.calibration_batches)
-        calibration = calibration_inputs(model, (batch["noisy"] for batch in batches))
+        calibration = calibration_inputs(model, datamodule.train_dataloader(), cfg.export.calibration_batches)
     files = export_files(model, folder, task_settings(task), cfg.export.quantize, cfg.export.fp16, calibration)
     metrics: dict[str, float] = {}
     for key, path in files.items():

@@ -6,6 +6,7 @@ Used by the end of a training run (the `export` config group) and by `speechcomp
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,12 +33,13 @@ def task_settings(task: object) -> dict[str, object]:
 
 
 @torch.no_grad()
-def calibration_inputs(model: nn.Module, noisy_batches: Iterable[torch.Tensor]) -> list[np.ndarray]:
-    """The exported graph's inputs for noisy waveform batches: the waveforms, or the VAD's fbank."""
+def calibration_inputs(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], batches: int) -> list[np.ndarray]:
+    """The exported graph's inputs for the first `batches` batches of `loader` (the run's training
+    data): their noisy waveforms, or the VAD's fbank of them."""
     _, spec = graph_for(model)
     inputs = []
-    for noisy in noisy_batches:
-        noisy = noisy.float().cpu()
+    for batch in itertools.islice(loader, batches):
+        noisy = batch["noisy"].float().cpu()
         inputs.append((model.fbank(noisy) if spec.kind == "vad" else noisy).numpy())
     return inputs
 

@@ -1,0 +1,135 @@
+"""Export to ONNX: parity with torch for every family, INT8 files that really hold 8-bit kernels,
+exported files in the CLI in place of checkpoints, and the end-of-run measurements in MLflow."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from mlflow.tracking import MlflowClient
+
+from speechcompress.cli import main
+from speechcompress.export.onnx import PARITY_TOLERANCE, ParityError, export_onnx, read_metadata
+from speechcompress.export.pipeline import export_files
+from speechcompress.export.quantize import quantized_ops
+from speechcompress.export.runtime import OnnxModel
+from speechcompress.models.frcrn import FRCRN
+from speechcompress.models.fsmn_vad import FSMNVAD
+from speechcompress.models.rnnoise import RNNoise
+
+FAMILIES = {
+    "rnnoise": lambda: RNNoise(cond_size=16, gru_size=24),
+    "fsmn_vad": lambda: FSMNVAD(input_affine=24, hidden=32, proj=16, layers=2, output_affine=16),
+    "frcrn": lambda: FRCRN(channels=4, encoder_kernels=[[5, 2]] * 3, fsmn_order=3, fsmn_hidden=8, se_reduction=2),
+}
+
+
+def _trained_a_little(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights away from their initial values (BatchNorm statistics too), so parity is not checked
+    on a special case."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *(b for name, b in model.named_buffers() if "running_" in name)]:
+            tensor.add_(0.05 * torch.randn_like(tensor))
+    return model.eval()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_export_matches_torch_at_any_batch_and_length(family, tmp_path):
+    model = _trained_a_little(FAMILIES[family]())
+    exported = export_onnx(model, tmp_path / "model.onnx", {"note": "kept"})
+    assert exported.max_abs_difference <= PARITY_TOLERANCE
+    meta = read_metadata(exported.path)
+    assert meta["family"] == family and meta["sample_rate"] == 16000 and meta["note"] == "kept"
+    # a third shape, through the runtime wrapper the CLI uses
+    noisy = torch.randn(2, 16000 * 2 + 77) * 0.1
+    with torch.no_grad():
+        ours, theirs = OnnxModel(exported.path)(noisy), model(noisy)
+    if family == "fsmn_vad":
+        ours, theirs = ours.speech_probability(), theirs.speech_probability()
+    else:
+        ours, theirs = ours.enhanced, theirs.enhanced
+    assert ours.shape == theirs.shape
+    assert (ours - theirs).abs().max() <= PARITY_TOLERANCE
+
+
+def test_a_parity_failure_names_the_difference_and_keeps_no_file(tmp_path):
+    # RNNoise's graph takes its DFT as a matrix product, torch an FFT: they differ by rounding,
+    # which a zero tolerance refuses
+    with pytest.raises(ParityError, match=r"differs from torch's by up to \d"):
+        export_onnx(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "model.onnx", tolerance=0.0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_dynamic_int8_quantizes_every_matmul_and_conv_of_the_vad(tmp_path):
+    # FunASR's sizes (394 k parameters): at tiny sizes the graph's own bytes would dominate the file
+    files = export_files(_trained_a_little(FSMNVAD()), tmp_path, quantize="dynamic-int8", fp16=True)
+    ops = quantized_ops(files["onnx_int8"])
+    assert ops["MatMul"][0] == ops["MatMul"][1] > 0 and ops["Conv"][0] == ops["Conv"][1] > 0
+    assert quantized_ops(files["onnx"])["MatMul"][0] == 0
+    sizes = {key: path.stat().st_size for key, path in files.items()}
+    assert sizes["onnx_int8"] < 0.35 * sizes["onnx"] and sizes["onnx_fp16"] < 0.6 * sizes["onnx"]
+    assert read_metadata(files["onnx_int8"])["precision"] == "dynamic-int8"
+
+
+def test_dynamic_int8_leaves_gru_and_conv_transpose_in_fp32_and_static_reaches_conv_transpose(tmp_path):
+    rnnoise = export_files(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "rnnoise")
+    assert quantized_ops(rnnoise["onnx_int8"])["GRU"] == (0, 3)
+    model = _trained_a_little(FAMILIES["frcrn"]())
+    dynamic = quantized_ops(export_files(model, tmp_path / "dynamic")["onnx_int8"])
+    assert dynamic["ConvTranspose"][0] == 0 and dynamic["Conv"][0] > 0
+    calibration = [np.random.default_rng(i).standard_normal((2, 16000)).astype(np.float32) * 0.1 for i in range(2)]
+    static = quantized_ops(export_files(model, tmp_path / "static", quantize="static-int8",
+                                        calibration=calibration)["onnx_int8"])
+    # every learned transposed conv; the inverse STFT's fixed kernel stays fp32
+    assert static["ConvTranspose"][0] == static["ConvTranspose"][1] - 1 > 0
+    assert static["Conv"][0] == static["Conv"][1] - 1 > 0  # likewise the forward STFT
+
+
+def test_an_exported_denoiser_runs_in_enhance_like_its_checkpoint(tiny_run, tmp_path):
+    cfg, _ = tiny_run
+    run = next((Path(cfg.paths.experiments_dir) / "runs" / "rnnoise").glob("*/export")).parent
+    t = np.arange(24000) / 16000
+    wave = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))
+    sf.write(tmp_path / "in.wav", wave, 16000)
+    (checkpoint,) = (run / "checkpoints").glob("best-*.ckpt")
+    for name, source in (("torch", checkpoint), ("onnx", run / "export" / "model.onnx")):
+        assert main(["enhance", "--checkpoint", str(source), str(tmp_path / "in.wav"), str(tmp_path / f"{name}.wav")]) == 0
+    torch_out, onnx_out = (sf.read(tmp_path / f"{name}.wav")[0] for name in ("torch", "onnx"))
+    assert np.abs(torch_out).max() > 0.01
+    assert np.abs(torch_out - onnx_out).max() <= 2 * 2**-15  # the same signal up to 16-bit rounding
+
+
+def test_an_exported_vad_runs_in_vad_like_its_checkpoint_and_refuses_a_denoiser(tiny_vad_run, tiny_run, tmp_path,
+                                                                                capsys):
+    cfg, _, checkpoint = tiny_vad_run
+    t = np.arange(32000) / 16000
+    sf.write(tmp_path / "in.wav", 0.2 * np.sin(2 * np.pi * 220 * t) * (t > 1), 16000)
+    export = checkpoint.parent.parent / "export"
+    for name, source in (("torch", checkpoint), ("onnx", export / "model.onnx"), ("int8", export / "model_int8.onnx")):
+        assert main(["vad", "--checkpoint", str(source), str(tmp_path / "in.wav"), str(tmp_path / name)]) == 0
+    torch_p, onnx_p, int8_p = (np.load(tmp_path / name / "in.npy") for name in ("torch", "onnx", "int8"))
+    assert torch_p.shape == onnx_p.shape == int8_p.shape == (200,)
+    assert np.abs(torch_p - onnx_p).max() <= PARITY_TOLERANCE
+    assert np.abs(torch_p - int8_p).max() < 0.2  # 8-bit weights and activations: close, not equal
+    denoiser = next((Path(tiny_run[0].paths.experiments_dir) / "runs" / "rnnoise").glob("*/export/model.onnx"))
+    assert main(["vad", "--checkpoint", str(denoiser), str(tmp_path / "in.wav"), str(tmp_path / "x")]) == 2
+    assert "holds a denoiser model, but this needs a vad" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fixture", ["tiny_run", "tiny_vad_run", "tiny_frcrn_run"])
+def test_a_run_logs_its_exported_files_as_deployed(fixture, request):
+    cfg, metrics = request.getfixturevalue(fixture)[:2]
+    headline = "f1" if fixture == "tiny_vad_run" else "pesq"
+    if fixture != "tiny_frcrn_run":  # a 4-channel FRCRN is nearly all STFT tables and graph, which stay as they are
+        assert 0 < metrics["size/bytes_onnx_int8"] < metrics["size/bytes_onnx"]
+    assert metrics["latency/rtf_onnx"] > 0 and metrics["latency/rtf_onnx_int8"] > 0
+    # the fp32 file computes what torch does, so it scores what torch scored on the same split
+    assert metrics[f"deploy/onnx/{headline}"] == pytest.approx(metrics[f"test/{headline}"], abs=1e-3)
+    assert abs(metrics[f"deploy/onnx_int8/{headline}"] - metrics[f"test/{headline}"]) < 0.5
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
+    assert run.data.metrics["size/bytes_onnx"] == metrics["size/bytes_onnx"]
+    assert {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "export")} == {"model.onnx",
+                                                                                            "model_int8.onnx"}
