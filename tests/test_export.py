@@ -75,10 +75,13 @@ def test_dynamic_int8_quantizes_every_matmul_and_conv_of_the_vad(tmp_path):
 
 def test_dynamic_int8_leaves_gru_and_conv_transpose_in_fp32_and_static_reaches_conv_transpose(tmp_path):
     rnnoise = export_files(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "rnnoise")
-    assert quantized_ops(rnnoise["onnx_int8"])["GRU"] == (0, 3)
+    ops = quantized_ops(rnnoise["onnx_int8"])
+    assert ops["GRU"] == (0, 3) and ops["Conv"] == (2, 2)
+    assert ops["MatMul"][0] == 1  # the heads' one product; the DFT and filterbank products stay fp32
     model = _trained_a_little(FAMILIES["frcrn"]())
     dynamic = quantized_ops(export_files(model, tmp_path / "dynamic")["onnx_int8"])
-    assert dynamic["ConvTranspose"][0] == 0 and dynamic["Conv"][0] > 0
+    assert dynamic["ConvTranspose"][0] == 0 and dynamic["Conv"][0] == dynamic["Conv"][1] - 1 > 0
+    assert dynamic["MatMul"][0] == dynamic["MatMul"][1] > 0
     calibration = [np.random.default_rng(i).standard_normal((2, 16000)).astype(np.float32) * 0.1 for i in range(2)]
     static = quantized_ops(export_files(model, tmp_path / "static", quantize="static-int8",
                                         calibration=calibration)["onnx_int8"])
