@@ -3,9 +3,9 @@
 Signal-processing tables (DFT and STFT kernels) stay fp32 in every mode: see `fixed_table_nodes`.
 
 - `dynamic-int8`: weights stored as 8-bit integers, activations quantized on the fly per tensor.
-  ONNX Runtime quantizes MatMul this way, and Conv (as ConvInteger, which its CPU kernels run with
-  unsigned 8-bit weights only, hence uint8 weights whenever the graph has a Conv); it leaves GRU,
-  Gemm and ConvTranspose in fp32. Per-channel weight scales.
+  ONNX Runtime quantizes MatMul this way, and Conv (as ConvInteger, long documented for uint8
+  weights only: a graph with a Conv gets uint8 weights, others int8); it leaves GRU, Gemm and
+  ConvTranspose in fp32. Per-channel weight scales.
 - `static-int8`: QDQ format, activation ranges calibrated (min/max) on batches of the run's own
   training data; it reaches Conv and ConvTranspose as well. Per-channel weight scales.
 - `fp16`: every fp32 initializer and op in half precision, inputs and outputs kept fp32, for GPU
@@ -41,8 +41,8 @@ def _tag(path: Path, source: Path, precision: str) -> None:
 def fixed_table_nodes(proto: onnx.ModelProto) -> list[str]:
     """Nodes that multiply by a signal-processing table (DFT and STFT kernels, filterbanks): the
     models keep those as buffers, which the exporter writes as Constant nodes, where learned
-    weights become initializers. Quantizing them would add noise to the audio path itself (measured
-    on FRCRN: the INT8 STFT cost a third of a PESQ point), so they stay fp32."""
+    weights become initializers. They are exact signal processing, not learned weights: they stay
+    fp32, so that quantization only touches what training made."""
     constants = {out for node in proto.graph.node if node.op_type == "Constant" for out in node.output}
     return [node.name for node in proto.graph.node
             if node.op_type in _WEIGHT_OPS and any(name in constants for name in node.input)]
