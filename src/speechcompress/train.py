@@ -254,7 +254,7 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
     """Exports the tested model (`cfg.export`) and measures each file as deployed, on the CPU:
     `size/bytes_KEY` (bytes on disk), `latency/rtf_KEY` (ONNX Runtime, one thread, the same audio
     as torch's `latency/rtf`) and `deploy/KEY/NAME` (the test split through the file), for KEY =
-    onnx, onnx_int8 (and onnx_fp16: its size only, ONNX Runtime's CPU kernels lack fp16)."""
+    onnx, onnx_int8 (and onnx_fp16: its size only; fp16 is meant for GPUs, not this CPU measurement)."""
     model = task.model
     calibration = None
     if cfg.export.quantize == "static-int8":

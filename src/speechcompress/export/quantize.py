@@ -8,8 +8,8 @@ Signal-processing tables (DFT and STFT kernels) stay fp32 in every mode: see `fi
   ConvTranspose in fp32. Per-channel weight scales.
 - `static-int8`: QDQ format, activation ranges calibrated (min/max) on batches of the run's own
   training data; it reaches Conv and ConvTranspose as well. Per-channel weight scales.
-- `fp16`: every fp32 initializer and op in half precision, inputs and outputs kept fp32, for GPU
-  deployment (ONNX Runtime's CPU kernels mostly lack fp16).
+- `fp16`: initializers and ops in half precision (but for ops ONNX Runtime's converter keeps in
+  fp32), inputs and outputs kept fp32, for GPU deployment.
 
 `quantized_ops` counts, per op type, how many nodes of a file compute with 8-bit weights, so the
 README's table of what each mode reaches is measured, not assumed.
@@ -27,8 +27,6 @@ import onnx
 
 from speechcompress.export.onnx import read_metadata, write_metadata
 from speechcompress.files import atomic_path
-
-MODES = ("dynamic-int8", "static-int8", "fp16")
 
 
 def _tag(path: Path, source: Path, precision: str) -> None:
