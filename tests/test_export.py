@@ -10,9 +10,15 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from speechcompress.cli import main
-from speechcompress.export.onnx import PARITY_TOLERANCE, ParityError, export_onnx, read_metadata
+from speechcompress.export.onnx import (
+    PARITY_TOLERANCE,
+    ParityError,
+    export_onnx,
+    export_stream_onnx,
+    read_metadata,
+)
 from speechcompress.export.pipeline import export_files
-from speechcompress.export.quantize import quantized_ops
+from speechcompress.export.quantize import quantize_dynamic_int8, quantized_ops
 from speechcompress.export.runtime import OnnxModel
 from speechcompress.models.frcrn import FRCRN
 from speechcompress.models.fsmn_vad import FSMNVAD
@@ -54,9 +60,28 @@ def test_export_matches_torch_at_any_batch_and_length(family, tmp_path):
     assert (ours - theirs).abs().max() <= PARITY_TOLERANCE
 
 
+def test_the_rnnoise_step_graph_streams_like_the_model_and_int8_reaches_its_grus(tmp_path):
+    model = _trained_a_little(RNNoise())  # the default sizes: 1.2 M parameters, mostly GRU
+    exported = export_stream_onnx(model, tmp_path / "step.onnx")
+    assert exported.max_abs_difference <= PARITY_TOLERANCE  # streamed hop by hop against the offline forward
+    meta = read_metadata(exported.path)
+    assert meta["stream"]["hop"] == 160 and meta["stream"]["latency"] == 320
+    # hop for hop against torch's own step, from a fresh stream
+    noisy = torch.randn(1, 160 * 12) * 0.1
+    state, expected = model.init_state(1), []
+    for chunk in noisy.split(160, dim=1):
+        out, state = model.step(chunk, state)
+        expected.append(out)
+    got = OnnxModel(exported.path)(noisy).enhanced
+    assert (got[:, : 160 * 10] - torch.cat(expected, dim=1)[:, 320:]).abs().max() <= PARITY_TOLERANCE
+    int8 = quantize_dynamic_int8(exported.path, tmp_path / "step_int8.onnx")
+    ops = quantized_ops(int8)
+    assert ops["MatMul"] == (9, 12)  # conv1, conv2, 3 GRUs × (input, recurrent), gains; not the filterbank, DCT
+    assert int8.stat().st_size <= 0.35 * exported.path.stat().st_size
+
+
 def test_a_parity_failure_names_the_difference_and_keeps_no_file(tmp_path):
-    # RNNoise's graph takes its DFT as a matrix product, torch an FFT: they differ by rounding,
-    # which a zero tolerance refuses
+    # ONNX Runtime's DFT and torch's FFT round differently, which a zero tolerance refuses
     with pytest.raises(ParityError, match=r"differs from torch's by up to \d"):
         export_onnx(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "model.onnx", tolerance=0.0)
     assert not list(tmp_path.iterdir())
@@ -77,17 +102,16 @@ def test_dynamic_int8_leaves_gru_and_conv_transpose_in_fp32_and_static_reaches_c
     rnnoise = export_files(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "rnnoise")
     ops = quantized_ops(rnnoise["onnx_int8"])
     assert ops["GRU"] == (0, 3) and ops["Conv"] == (2, 2)
-    assert ops["MatMul"][0] == 1  # the heads' one product; the DFT and filterbank products stay fp32
+    assert ops["MatMul"][0] == 1  # the gains head; the filterbank and DCT products stay fp32
     model = _trained_a_little(FAMILIES["frcrn"]())
     dynamic = quantized_ops(export_files(model, tmp_path / "dynamic")["onnx_int8"])
-    assert dynamic["ConvTranspose"][0] == 0 and dynamic["Conv"][0] == dynamic["Conv"][1] - 1 > 0
+    assert dynamic["ConvTranspose"][0] == 0 and dynamic["Conv"][0] == dynamic["Conv"][1] > 0
     assert dynamic["MatMul"][0] == dynamic["MatMul"][1] > 0
     calibration = [np.random.default_rng(i).standard_normal((2, 16000)).astype(np.float32) * 0.1 for i in range(2)]
     static = quantized_ops(export_files(model, tmp_path / "static", quantize="static-int8",
                                         calibration=calibration)["onnx_int8"])
-    # every learned transposed conv; the inverse STFT's fixed kernel stays fp32
-    assert static["ConvTranspose"][0] == static["ConvTranspose"][1] - 1 > 0
-    assert static["Conv"][0] == static["Conv"][1] - 1 > 0  # likewise the forward STFT
+    assert static["ConvTranspose"][0] == static["ConvTranspose"][1] > 0
+    assert static["Conv"][0] == static["Conv"][1] > 0
 
 
 def test_an_exported_denoiser_runs_in_enhance_like_its_checkpoint(tiny_run, tmp_path):
@@ -134,5 +158,9 @@ def test_a_run_logs_its_exported_files_as_deployed(fixture, request):
     client = MlflowClient(cfg.logger.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
     assert run.data.metrics["size/bytes_onnx"] == metrics["size/bytes_onnx"]
-    assert {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "export")} == {"model.onnx",
-                                                                                            "model_int8.onnx"}
+    files = {"model.onnx", "model_int8.onnx"}
+    if fixture == "tiny_run":  # RNNoise streams: its step graph is exported and measured too
+        files |= {"step.onnx", "step_int8.onnx"}
+        assert metrics["deploy/onnx_stream/pesq"] == pytest.approx(metrics["test/pesq"], abs=1e-3)
+        assert metrics["latency/rtf_onnx_stream_int8"] > 0 and metrics["size/bytes_onnx_stream_int8"] > 0
+    assert {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "export")} == files

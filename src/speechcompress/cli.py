@@ -1,4 +1,5 @@
-"""`speechcompress enhance | vad | evaluate | export | benchmark | shrink | sensitivity | compare`: use, ship and study trained models."""
+"""`speechcompress enhance | vad | evaluate | export | benchmark | shrink | cluster | sensitivity | compare`:
+use, ship and study trained models."""
 
 from __future__ import annotations
 
@@ -227,6 +228,21 @@ def shrink(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster(args: argparse.Namespace) -> int:
+    from speechcompress.checkpoints import load_task, save_task
+    from speechcompress.compression.cluster import cluster_weights, clustered_size
+    from speechcompress.evaluation.measure import size_report
+
+    task = load_task(args.checkpoint, args.device)
+    dense = size_report(task.model)["size/bytes_dense_fp32"]
+    cluster_weights(task.model, args.bits)
+    save_task(task, args.out)
+    print(f"every weight tensor now holds at most {2**args.bits} distinct non-zero values; encoded "
+          f"{clustered_size(task.model, args.bits):,} bytes (codebooks, {args.bits}-bit indices, non-zero bitmaps; "
+          f"biases fp32) against {int(dense):,} dense fp32; wrote {args.out}")
+    return 0
+
+
 def compare(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
@@ -344,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the smaller checkpoint to write")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=shrink)
+
+    p = commands.add_parser("cluster", help="post-training weight clustering: 2^bits shared values per tensor")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--bits", type=int, default=4, help="bits per index: 2^bits shared values per weight tensor")
+    p.add_argument("--out", required=True, help="the clustered checkpoint to write")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cluster)
 
     p = commands.add_parser("sensitivity", help="prune each tensor alone at several ratios; table, plot, ratios")
     p.add_argument("--checkpoint", required=True)

@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from tqdm import tqdm
 
 from speechcompress.checkpoints import AtomicCheckpointIO, read_checkpoint, save_task
-from speechcompress.compression.masking import ScheduledMaskCallback
+from speechcompress.compression.cluster import ClusterCallback, clustered_size
 from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.compression.structured import shrink_task
 from speechcompress.config import ConfigError, run_folder
@@ -143,11 +143,12 @@ def check_compression(callbacks: list[pl.Callback], task: SpeechTask, total_step
 def _result_checkpoint(trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
     """The checkpoint a run is judged by: the best by val/loss, or with masks on, the final model.
 
-    A sparsified or pruned model is only finished once its schedule is; an earlier "best"
-    checkpoint would be denser than the recipe and report the wrong size. Callbacks that only add
+    A sparsified, pruned or clustered model is only finished once its schedule is (such callbacks
+    say `final_model_only`); an earlier "best" checkpoint would be denser than the recipe, or not
+    clustered, and report the wrong size. Callbacks that only add
     to the loss (distillation, group lasso) leave the best checkpoint a fair pick.
     """
-    if any(isinstance(callback, ScheduledMaskCallback) for callback in trainer.callbacks):
+    if any(getattr(callback, "final_model_only", False) for callback in trainer.callbacks):
         final = Path(checkpoint.dirpath) / "final.ckpt"
         trainer.save_checkpoint(final)
         return str(final)
@@ -233,6 +234,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     measured |= {**size_report(model), **real_time_factor(model, task.sample_rate, cfg.measure.latency_seconds,
                                                           cfg.measure.latency_repeats),
                  **inference_memory(task, cfg.measure.memory_seconds)}
+    for callback in compression:
+        if isinstance(callback, ClusterCallback):
+            measured["size/bytes_clustered"] = float(clustered_size(model, callback.bits))
     client, run_id = logger.experiment, logger.run_id
     if cfg.export.enabled:
         exported, deployed = deploy(cfg, task, datamodule, run_dir / "export")
@@ -254,7 +258,8 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
     """Exports the tested model (`cfg.export`) and measures each file as deployed, on the CPU:
     `size/bytes_KEY` (bytes on disk), `latency/rtf_KEY` (ONNX Runtime, one thread, the same audio
     as torch's `latency/rtf`) and `deploy/KEY/NAME` (the test split through the file), for KEY =
-    onnx, onnx_int8 (and onnx_fp16: its size only; fp16 is meant for GPUs, not this CPU measurement)."""
+    onnx, onnx_int8, onnx_stream and onnx_stream_int8 (a streaming model's step graph, run hop by
+    hop), and onnx_fp16 (its size only; fp16 is meant for GPUs, not this CPU measurement)."""
     model = task.model
     calibration = None
     if cfg.export.quantize == "static-int8":
@@ -322,7 +327,8 @@ def deployment_lines(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float
         return []
     name, label = task.headline
     rows = [("torch checkpoint", metrics["size/bytes_checkpoint"], metrics.get("latency/rtf"), metrics.get(f"test/{name}"))]
-    for key, title in (("onnx", "ONNX fp32"), ("onnx_int8", f"ONNX {cfg.export.quantize}"), ("onnx_fp16", "ONNX fp16")):
+    for key, title in (("onnx", "ONNX fp32"), ("onnx_int8", f"ONNX {cfg.export.quantize}"), ("onnx_fp16", "ONNX fp16"),
+                       ("onnx_stream", "ONNX step fp32"), ("onnx_stream_int8", "ONNX step dynamic-int8")):
         if f"size/bytes_{key}" in metrics:
             rows.append((title, metrics[f"size/bytes_{key}"], metrics.get(f"latency/rtf_{key}"),
                          metrics.get(f"deploy/{key}/{name}")))

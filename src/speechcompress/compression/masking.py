@@ -39,6 +39,7 @@ class ScheduledMaskCallback(pl.Callback):
     """
 
     regrow = False
+    final_model_only = True  # the run is judged by its final model, once the schedule is done
     setting_names = ("start", "stop")  # the subclass's names of its start and stop arguments
 
     def __init__(self, start: float, stop: float, interval: int, exponent: float = 3.0,

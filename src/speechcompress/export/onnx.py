@@ -21,7 +21,7 @@ import onnx
 import torch
 from torch import nn
 
-from speechcompress.export.graphs import GraphSpec, graph_for
+from speechcompress.export.graphs import GraphSpec, graph_for, stream_graph_for
 from speechcompress.files import atomic_path
 
 OPSET = 17
@@ -44,11 +44,10 @@ class Exported:
     max_abs_difference: float  # ONNX Runtime fp32 against torch, on the parity batch
 
 
-def example_input(model: nn.Module, spec: GraphSpec, batch: int, seconds: float, seed: int) -> torch.Tensor:
-    """A graph input: seeded noise (the VAD graph's: its fbank)."""
+def example_wave(model: nn.Module, batch: int, seconds: float, seed: int) -> torch.Tensor:
+    """Seeded noise [batch, seconds · rate]: the audio that export traces and checks parity on."""
     generator = torch.Generator().manual_seed(seed)
-    wave = torch.randn(batch, int(seconds * model.sample_rate), generator=generator) * 0.1
-    return model.fbank(wave) if spec.kind == "vad" else wave
+    return torch.randn(batch, int(seconds * model.sample_rate), generator=generator) * 0.1
 
 
 def frontend_settings(model: nn.Module, spec: GraphSpec) -> dict[str, float]:
@@ -85,54 +84,80 @@ def session(path: str | Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def max_difference(path: str | Path, graph: nn.Module, spec: GraphSpec, example: torch.Tensor) -> float:
-    """Largest |ONNX Runtime − torch| on `example`, relative to max(1, largest |torch|)."""
+def max_difference(path: str | Path, model: nn.Module, spec: GraphSpec, wave: torch.Tensor) -> float:
+    """Largest |file − model| on the waveform batch `wave`, relative to max(1, largest |model|): the
+    file run as the CLI runs it (`runtime.OnnxModel`: streamed hop by hop for a step graph, the fbank
+    computed first for a VAD), the model's own forward as the reference (its enhanced waveform or
+    its logits)."""
+    from speechcompress.export.runtime import OnnxModel
+
     with torch.no_grad():
-        expected = graph(example).numpy()
-    got = session(path).run([spec.output_name], {spec.input_name: example.numpy()})[0]
+        expected, got = model(wave), OnnxModel(path)(wave)
+    field = "logits" if spec.kind == "vad" else "enhanced"
+    expected, got = getattr(expected, field).numpy(), getattr(got, field).numpy()
     if got.shape != expected.shape:
         raise ParityError(f"{path}: ONNX output shape {got.shape} differs from torch's {expected.shape}")
     return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
 
 
+def _export(model: nn.Module, graph: nn.Module, spec: GraphSpec, inputs: dict[str, torch.Tensor],
+            outputs: list[str], dynamic_axes: dict[str, dict[int, str]], path: Path, metadata: dict[str, object],
+            tolerance: float) -> Exported:
+    """Traces `graph` on `inputs`, writes it with `metadata` through a temporary file, and keeps it
+    only when its parity with `model` holds on a batch of another size and length than the trace's
+    (so the axes must really be dynamic)."""
+    with atomic_path(path) as partial:
+        with warnings.catch_warnings():  # the TorchScript exporter's notes on traced shapes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, tuple(inputs.values()), str(partial), input_names=list(inputs),
+                              output_names=outputs, opset_version=OPSET, dynamo=False, dynamic_axes=dynamic_axes)
+        proto = onnx.load(str(partial))
+        write_metadata(proto, {"family": spec.family, "kind": spec.kind, "input": spec.input_name,
+                               "output": spec.output_name, "sample_rate": model.sample_rate,
+                               "frontend": frontend_settings(model, spec), "precision": "fp32", **metadata})
+        onnx.save(proto, str(partial))
+        difference = max_difference(partial, model, spec, example_wave(model, 3, 1.37, seed=1))
+        if not difference <= tolerance:
+            raise ParityError(f"{path}: ONNX Runtime's output differs from torch's by up to {difference:.3g} "
+                              f"(relative), above the tolerance {tolerance:g}; the file was not written")
+    return Exported(path, spec, difference)
+
+
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    training = model.training
+def _on_cpu_in_eval(model: nn.Module):
+    device, training = next(model.parameters()).device, model.training
     try:
-        yield model.eval()
+        yield model.cpu().eval()
     finally:
-        model.train(training)
+        model.to(device).train(training)
 
 
 def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None,
                 tolerance: float = PARITY_TOLERANCE) -> Exported:
-    """Writes `model` (on the CPU) as fp32 ONNX to `path`; see the module's docstring.
+    """Writes `model` as an fp32 ONNX graph of whole signals to `path`; see the module's docstring.
 
     `metadata`: more `speechcompress.*` entries, e.g. the task's inference settings."""
-    path = Path(path)
-    device = next(model.parameters()).device
-    with _eval_mode(model.cpu()):
-        try:
-            graph, spec = graph_for(model)
-            trace = example_input(model, spec, batch=2, seconds=1.0, seed=0)
-            with atomic_path(path) as partial:
-                with warnings.catch_warnings():  # the TorchScript exporter's notes on traced shapes
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(graph, (trace,), str(partial), input_names=[spec.input_name],
-                                      output_names=[spec.output_name], opset_version=OPSET, dynamo=False,
-                                      dynamic_axes={name: {0: "batch", 1: "time"}
-                                                    for name in (spec.input_name, spec.output_name)})
-                proto = onnx.load(str(partial))
-                write_metadata(proto, {"family": spec.family, "kind": spec.kind, "input": spec.input_name,
-                                       "output": spec.output_name, "sample_rate": model.sample_rate,
-                                       "frontend": frontend_settings(model, spec), "precision": "fp32",
-                                       **(metadata or {})})
-                onnx.save(proto, str(partial))
-                # another batch size and length than the trace's: the axes must really be dynamic
-                difference = max_difference(partial, graph, spec, example_input(model, spec, 3, 1.37, seed=1))
-                if not difference <= tolerance:
-                    raise ParityError(f"{path}: ONNX Runtime's output differs from torch's by up to {difference:.3g} "
-                                      f"(relative), above the tolerance {tolerance:g}; the file was not written")
-        finally:
-            model.to(device)
-    return Exported(path, spec, difference)
+    with _on_cpu_in_eval(model):
+        graph, spec = graph_for(model)
+        wave = example_wave(model, batch=2, seconds=1.0, seed=0)
+        trace = model.fbank(wave) if spec.kind == "vad" else wave
+        axes = {name: {0: "batch", 1: "time"} for name in (spec.input_name, spec.output_name)}
+        return _export(model, graph, spec, {spec.input_name: trace}, [spec.output_name], axes, Path(path),
+                       metadata or {}, tolerance)
+
+
+def export_stream_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None,
+                       tolerance: float = PARITY_TOLERANCE) -> Exported:
+    """Writes the model's one-hop `step` as an fp32 ONNX graph, its state as explicit inputs and
+    outputs (`next_NAME`), all zeros at the start of a stream. Its parity check streams a batch
+    through the file hop by hop and compares it with the model's whole-signal forward."""
+    with _on_cpu_in_eval(model):
+        graph, spec = stream_graph_for(model)
+        shapes = graph.state_shapes()
+        inputs = {"chunk": torch.randn(2, model.hop) * 0.1,
+                  **{name: torch.zeros([2, *shape[1:]]) for name, shape in shapes.items()}}
+        outputs = [spec.output_name, *(f"next_{name}" for name in shapes)]
+        axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+        stream = {"hop": model.hop, "latency": model.latency_samples, "state": shapes}
+        return _export(model, graph, spec, inputs, outputs, axes, Path(path), {"stream": stream, **(metadata or {})},
+                       tolerance)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechcompress.export.graphs import graph_for
-from speechcompress.export.onnx import export_onnx
+from speechcompress.export.graphs import graph_for, stream_graph_for
+from speechcompress.export.onnx import export_onnx, export_stream_onnx
 from speechcompress.export.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_int8
 
 QUANTIZE_MODES = ("dynamic-int8", "static-int8")
@@ -48,7 +48,10 @@ def export_files(model: nn.Module, folder: str | Path, settings: dict[str, objec
                  quantize: str | None = "dynamic-int8", fp16: bool = False,
                  calibration: list[np.ndarray] | None = None) -> dict[str, Path]:
     """Writes folder/model.onnx (checked against torch), and model_int8.onnx / model_fp16.onnx
-    when asked. Returns {"onnx": path, "onnx_int8": path, "onnx_fp16": path} for what was written."""
+    when asked; for a streaming model also step.onnx (one hop, its state explicit; checked against
+    torch too) and, when quantizing, step_int8.onnx (always dynamic: calibrating a step graph needs
+    its states). Returns {"onnx", "onnx_int8", "onnx_fp16", "onnx_stream", "onnx_stream_int8": path}
+    for what was written."""
     folder = Path(folder)
     if quantize not in (None, *QUANTIZE_MODES):
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)} or null, not {quantize!r}")
@@ -62,4 +65,18 @@ def export_files(model: nn.Module, folder: str | Path, settings: dict[str, objec
         files["onnx_int8"] = quantize_static_int8(fp32, folder / "model_int8.onnx", calibration)
     if fp16:
         files["onnx_fp16"] = convert_fp16(fp32, folder / "model_fp16.onnx")
+    if streams(model):
+        step = export_stream_onnx(model, folder / "step.onnx", settings).path
+        files["onnx_stream"] = step
+        if quantize:  # its GRU cells are matrix products, which dynamic INT8 reaches
+            files["onnx_stream_int8"] = quantize_dynamic_int8(step, folder / "step_int8.onnx")
     return files
+
+
+def streams(model: nn.Module) -> bool:
+    """Whether the model has a one-hop step graph to export."""
+    try:
+        stream_graph_for(model)
+    except ValueError:
+        return False
+    return True

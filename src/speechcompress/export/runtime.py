@@ -3,7 +3,8 @@
 `OnnxModel` wraps an ONNX Runtime session in the interface the rest of the project calls: a
 denoiser's `model(noisy).enhanced`, a VAD's `model(noisy).logits` / `.speech_probability()` and
 `model.frames(samples)`, `model.sample_rate`. So `inference.enhance_batch`, the tasks' test loops
-and the CLI run an exported file exactly as they run a checkpoint. `load_deployed` adds the
+and the CLI run an exported file exactly as they run a checkpoint. A step graph (a streaming
+export) runs hop by hop behind the same whole-signal interface. `load_deployed` adds the
 task's settings stored in the file (inference windows, segment post-processing).
 """
 
@@ -53,8 +54,26 @@ class OnnxModel(nn.Module):
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        if "stream" in self.meta:
+            return torch.from_numpy(self._stream(array)).to(x.device)
         out = self.session.run([self.meta["output"]], {self.meta["input"]: array})[0]
         return torch.from_numpy(out).to(x.device)
+
+    def _stream(self, noisy: np.ndarray) -> np.ndarray:
+        """A step graph over whole signals [B, T]: hop by hop from zero state, the input followed by
+        zeros for the stream's delay, that delay dropped from the output."""
+        stream = self.meta["stream"]
+        hop, delay = stream["hop"], stream["latency"]
+        batch, length = noisy.shape
+        total = -(-(length + delay) // hop) * hop
+        padded = np.pad(noisy, ((0, 0), (0, total - length)))
+        state = {name: np.zeros([batch, *shape[1:]], np.float32) for name, shape in stream["state"].items()}
+        pieces = []
+        for start in range(0, total, hop):
+            out, *new = self.session.run(None, {self.meta["input"]: padded[:, start : start + hop], **state})
+            pieces.append(out)
+            state = dict(zip(state, new, strict=True))
+        return np.concatenate(pieces, axis=1)[:, delay : delay + length]
 
     def fbank(self, noisy: torch.Tensor) -> torch.Tensor:
         f = self.meta["frontend"]
