@@ -80,6 +80,15 @@ def test_the_rnnoise_step_graph_streams_like_the_model_and_int8_reaches_its_grus
     assert int8.stat().st_size <= 0.35 * exported.path.stat().st_size
 
 
+def test_the_profile_splits_a_step_file_time_among_its_ops(tmp_path):
+    from speechcompress.export.profile import OUTSIDE, op_profile
+
+    exported = export_stream_onnx(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "step.onnx")
+    shares = op_profile(exported.path, seconds=0.5)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert {"DFT", "MatMul", OUTSIDE} <= set(shares) and all(share >= 0 for share in shares.values())
+
+
 def test_a_parity_failure_names_the_difference_and_keeps_no_file(tmp_path):
     # ONNX Runtime's DFT and torch's FFT round differently, which a zero tolerance refuses
     with pytest.raises(ParityError, match=r"differs from torch's by up to \d"):

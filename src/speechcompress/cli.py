@@ -315,6 +315,15 @@ def benchmark(args: argparse.Namespace) -> int:
         rtf = real_time_factor(model, model.sample_rate, args.seconds, args.repeats)["latency/rtf"]
         print(f"{name:<48}{Path(name).stat().st_size:>12,}{rtf:>15.4f}{1000 * rtf:>10.1f}")
     print(f"(the median of {args.repeats} passes over the same {args.seconds:g} s of noise, after one warm-up, in one process)")
+    if args.profile:
+        from speechcompress.export.profile import op_profile
+
+        for name in filter(is_onnx, args.files):
+            shares = op_profile(name, args.seconds)
+            print(f"\n{name}: share of the wall time per op type (ONNX Runtime's profiler, one thread)")
+            for op, share in shares.items():
+                if share >= 0.005:
+                    print(f"  {op:<28}{100 * share:>6.1f} %")
     return 0
 
 
@@ -395,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help=".ckpt and .onnx files, measured side by side in one process")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of audio per timed pass")
     p.add_argument("--repeats", type=int, default=5, help="timed passes (the median is reported)")
+    p.add_argument("--profile", action="store_true", help="also each ONNX file's time per op type")
     p.set_defaults(func=benchmark)
 
     p = commands.add_parser("compare", help="runs of an experiment side by side: table, Pareto front, plot")

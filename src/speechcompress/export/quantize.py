@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from speechcompress.export.onnx import read_metadata, write_metadata
+from speechcompress.export.onnx import compact_names, read_metadata, write_metadata
 from speechcompress.files import atomic_path
 
 
 def _tag(path: Path, source: Path, precision: str) -> None:
-    """Copies the source file's metadata, with the new precision."""
+    """Copies the source file's metadata, with the new precision; short names again (the tools add
+    long ones)."""
     proto = onnx.load(str(path))
     write_metadata(proto, {**read_metadata(source), "precision": precision})
+    compact_names(proto)
     onnx.save(proto, str(path))
 
 
