@@ -33,7 +33,7 @@ META_PREFIX = "speechcompress."
 PARITY_TOLERANCE = 1e-4
 
 
-class ParityError(RuntimeError):
+class ParityError(ValueError):
     """The exported graph does not compute what the torch model does."""
 
 
