@@ -4,7 +4,8 @@ Signal-processing tables (DFT and STFT kernels) stay fp32 in every mode: see `fi
 
 - `dynamic-int8`: weights stored as 8-bit integers, activations quantized on the fly per tensor.
   ONNX Runtime quantizes MatMul this way, and Conv (as ConvInteger, long documented for uint8
-  weights only: a graph with a Conv gets uint8 weights, others int8); it leaves GRU, Gemm and
+  weights only: a graph with a Conv gets uint8 weights, others int8) but for grouped
+  (depthwise) ones, which it runs slowly (`depthwise_conv_nodes`); it leaves GRU, Gemm and
   ConvTranspose in fp32. Per-channel weight scales.
 - `static-int8`: QDQ format, activation ranges calibrated (min/max) on batches of the run's own
   training data; it reaches Conv and ConvTranspose as well. Per-channel weight scales.
@@ -48,6 +49,14 @@ def fixed_table_nodes(proto: onnx.ModelProto) -> list[str]:
             if node.op_type in _WEIGHT_OPS and any(name in constants for name in node.input)]
 
 
+def depthwise_conv_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Grouped convolutions (FSMN-VAD's memories): ONNX Runtime's ConvInteger has no fast kernel
+    for them. Measured on FSMN-VAD: with its four 128-channel memories quantized they took 62 % of
+    the time and the file ran 3.6× slower than fp32; left fp32 (2,560 weights each), it runs faster."""
+    return [node.name for node in proto.graph.node if node.op_type == "Conv"
+            and any(a.name == "group" and a.i > 1 for a in node.attribute)]
+
+
 def quantize_dynamic_int8(source: str | Path, target: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -57,7 +66,7 @@ def quantize_dynamic_int8(source: str | Path, target: str | Path) -> Path:
     with atomic_path(target) as partial:
         quantize_dynamic(source, partial, per_channel=True, op_types_to_quantize=["MatMul", "Conv"],
                          weight_type=QuantType.QUInt8 if has_conv else QuantType.QInt8,
-                         nodes_to_exclude=fixed_table_nodes(proto))
+                         nodes_to_exclude=fixed_table_nodes(proto) + depthwise_conv_nodes(proto))
         _tag(partial, source, "dynamic-int8")
     return target
 
