@@ -49,3 +49,10 @@ def test_a_missing_resume_checkpoint_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert "resume=" in result.stderr and "gone.ckpt: no such checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_export_quantization_is_refused_before_training(tmp_path):
+    result = _train("+experiment=rnnoise", "export.quantize=int4", *sandbox_overrides(tmp_path))
+    assert result.returncode == 2
+    assert "export.quantize=int4 is not a quantization" in result.stderr and "dynamic-int8" in result.stderr
+    assert not (tmp_path / "experiments" / "runs").exists()  # nothing written

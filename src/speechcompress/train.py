@@ -26,7 +26,12 @@ from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.compression.structured import shrink_task
 from speechcompress.config import ConfigError, run_folder
 from speechcompress.evaluation.measure import peak_memory, real_time_factor, size_report
-from speechcompress.export.pipeline import calibration_inputs, export_files, task_settings
+from speechcompress.export.pipeline import (
+    QUANTIZE_MODES,
+    calibration_inputs,
+    export_files,
+    task_settings,
+)
 from speechcompress.export.runtime import OnnxModel
 from speechcompress.interruption import LAST_CHECKPOINT, SaveOnSignal
 from speechcompress.tasks.base import SpeechTask
@@ -179,6 +184,9 @@ def _refuse_missing(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test and measure one recipe; returns the metrics that were logged."""
     _refuse_missing(cfg)
+    if cfg.export.enabled and cfg.export.quantize not in (None, *QUANTIZE_MODES):
+        raise ConfigError(f"export.quantize={cfg.export.quantize} is not a quantization: use one of "
+                          f"{', '.join(QUANTIZE_MODES)} or null")
     try:  # before any data is generated or any step trained
         check_reachable(tracking_uri(cfg.logger.tracking_uri))
     except ConnectionError as error:

@@ -11,6 +11,7 @@ and compares it with torch: a difference above the tolerance removes the file an
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import warnings
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def compact_names(proto: onnx.ModelProto) -> None:
     encoders.0/conv/Conv_output_0") are a fifth of a traced FRCRN's file and nothing reads them."""
     keep = {v.name for v in proto.graph.input} | {v.name for v in proto.graph.output}
     renamed: dict[str, str] = {}
-    nodes = iter(range(10**9))
+    nodes = itertools.count()
 
     def short(name: str) -> str:
         if not name or name in keep:
