@@ -41,7 +41,6 @@ class ParityError(ValueError):
 @dataclass(frozen=True)
 class Exported:
     path: Path
-    spec: GraphSpec
     max_abs_difference: float  # ONNX Runtime fp32 against torch, on the parity batch
 
 
@@ -159,7 +158,7 @@ def _export(model: nn.Module, graph: nn.Module, spec: GraphSpec, inputs: dict[st
         if not difference <= tolerance:
             raise ParityError(f"{path}: ONNX Runtime's output differs from torch's by up to {difference:.3g} "
                               f"(relative), above the tolerance {tolerance:g}; the file was not written")
-    return Exported(path, spec, difference)
+    return Exported(path, difference)
 
 
 @contextlib.contextmanager
