@@ -286,22 +286,38 @@ def export(args: argparse.Namespace) -> int:
 
     from speechcompress.checkpoints import load_task
     from speechcompress.export.pipeline import calibration_inputs, export_files, task_settings
-    from speechcompress.export.quantize import quantized_ops
 
     checkpoint = Path(args.checkpoint)
     task = load_task(checkpoint)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
+    if args.format == "funasr":
+        from speechcompress.export.funasr import export_funasr
+
+        if args.quantize not in (None, "dynamic-int8"):
+            raise ValueError(f"--format funasr quantizes with dynamic-int8 only (model_quant.onnx, what FunASR's "
+                             f"runtime loads with quantize=True), not {args.quantize}")
+        files = export_funasr(task.model, out if args.out else out / "funasr", task_settings(task).get("segments"),
+                              quantize=args.quantize == "dynamic-int8")
+        _print_files(files.values())
+        return 0
     calibration = None
     if args.quantize == "static-int8":
         datamodule = instantiate(_run_config(checkpoint, args.config).data)
         calibration = calibration_inputs(task.model, datamodule.train_dataloader(), args.calibration_batches)
-    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
     int8 = args.quantize if args.quantize in ("dynamic-int8", "static-int8") else None
     files = export_files(task.model, out, task_settings(task), int8, args.quantize == "fp16", calibration)
-    print(f"{'file':<40}{'bytes':>12}  quantized nodes (of all with weights)")
-    for path in files.values():
-        ops = ", ".join(f"{op} {q}/{n}" for op, (q, n) in quantized_ops(path).items())
-        print(f"{str(path):<40}{path.stat().st_size:>12,}  {ops}")
+    _print_files(files.values())
     return 0
+
+
+def _print_files(paths) -> None:
+    """Each written file's bytes, and for ONNX files how many nodes of each weight op are quantized."""
+    from speechcompress.export.quantize import quantized_ops
+
+    print(f"{'file':<48}{'bytes':>12}  quantized nodes (of all with weights)")
+    for path in paths:
+        ops = ", ".join(f"{op} {q}/{n}" for op, (q, n) in quantized_ops(path).items()) if path.suffix == ".onnx" else ""
+        print(f"{str(path):<48}{path.stat().st_size:>12,}  {ops}")
 
 
 def benchmark(args: argparse.Namespace) -> int:
@@ -390,11 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("export", help="a checkpoint to ONNX (checked against torch), optionally INT8 or FP16")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="the file format")
+    p.add_argument("--format", default="onnx", choices=["onnx", "funasr"],
+                   help="onnx: speechcompress's files; funasr: an FSMN-VAD as a model folder for FunASR's ONNX "
+                        "runtime (funasr_onnx.Fsmn_vad: model.onnx, model_quant.onnx with --quantize dynamic-int8, "
+                        "config.yaml, am.mvn)")
     p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "fp16"],
                    help="also write model_int8.onnx (dynamic, or static QDQ calibrated on the run's training "
                         "data) or model_fp16.onnx")
-    p.add_argument("--out", help="output folder (default: the run's export/ folder)")
+    p.add_argument("--out", help="output folder (default: the run's export/ folder; export/funasr/ for --format funasr)")
     p.add_argument("--config", help="the run's config.yaml, for static-int8's calibration data (default: beside "
                                     "the checkpoints folder)")
     p.add_argument("--calibration-batches", type=int, default=4, help="training batches for static-int8")

@@ -205,6 +205,52 @@ class FSMNVADGraph(nn.Module):
         return self.model.from_features(fbank).logits
 
 
+PROBABILITY_MARGIN = 1e-6  # FSMNVADStepGraph's probabilities stay this far from 0 and 1
+
+
+class FSMNVADStepGraph(nn.Module):
+    """FSMN-VAD's network on a block of frames with each memory's history explicit, as FunASR's
+    runtime (`funasr_onnx.Fsmn_vad`) calls it:
+
+        speech [B, n, lfr_m · n_mels]   LFR-stacked, CMVN-normalised features (the runtime's front-end)
+        in_cache{i} [B, proj_i, past, 1]  layer i's last `past` projected frames, zeros at the start
+      → probabilities [B, n, classes] (softmax, within PROBABILITY_MARGIN of 0 and 1; class 0 =
+        non-speech), out_cache{i}
+
+    Blocks of any length, fed in order with the caches passed on, give what one block of them all
+    gives. Needs causal memories (rorder = 0): a cache holds only the past.
+    """
+
+    def __init__(self, model: FSMNVAD) -> None:
+        super().__init__()
+        memories = [layer.memory for layer in model.layers]
+        if any(memory.right is not None for memory in memories):
+            raise ValueError("FunASR's step graph needs causal FSMN memories (model.rorder = 0): its caches hold "
+                             "only past frames")
+        if any(memory.past == 0 for memory in memories):
+            raise ValueError("FunASR's step graph needs model.lorder ≥ 2: with lorder = 1 a memory has no history "
+                             "to cache")
+        self.model = model
+
+    def cache_shapes(self) -> dict[str, list[int]]:
+        """{in_cache{i}: [1, proj_i, past, 1]}, in input order."""
+        return {f"in_cache{i}": [1, layer.project.out_features, layer.memory.past, 1]
+                for i, layer in enumerate(self.model.layers)}
+
+    def forward(self, speech: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.model.input(speech)
+        next_caches = []
+        for layer, cache in zip(self.model.layers, caches, strict=True):
+            frames = torch.cat([cache, layer.project(x).transpose(1, 2).unsqueeze(-1)], dim=2)
+            memory = layer.memory.causal(frames).squeeze(-1).transpose(1, 2)
+            x = torch.relu(layer.expand(memory))
+            next_caches.append(frames[:, :, -layer.memory.past :])
+        # FunASR's runtime takes the log of P(non-speech) and of 1 − P(non-speech): a softmax that
+        # rounds to exactly 0 or 1 in fp32 would stop it (a math domain error)
+        probabilities = self.model.output(x).softmax(-1).clamp(PROBABILITY_MARGIN, 1 - PROBABILITY_MARGIN)
+        return (probabilities, *next_caches)
+
+
 def graph_for(model: nn.Module) -> tuple[nn.Module, GraphSpec]:
     """The module to export for `model`, in eval mode, and what its graph takes and gives."""
     if isinstance(model, RNNoise):

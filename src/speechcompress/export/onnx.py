@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def frontend_settings(model: nn.Module, spec: GraphSpec) -> dict[str, float]:
     """What the runtime computes before the graph: the VAD's fbank settings; nothing for denoisers."""
     if spec.kind != "vad":
         return {}
-    return {"n_mels": model.n_mels, "window": model.window, "hop": model.hop, "lookahead": model.lookahead}
+    return {"n_mels": model.n_mels, "window": model.window, "hop": model.hop, "lookahead": model.lookahead,
+            "lfr_m": model.lfr_m}
 
 
 def read_metadata(path: str | Path) -> dict[str, object]:
@@ -137,12 +139,13 @@ def max_difference(path: str | Path, model: nn.Module, spec: GraphSpec, wave: to
     return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
 
 
-def _export(model: nn.Module, graph: nn.Module, spec: GraphSpec, inputs: dict[str, torch.Tensor],
+def export_graph(model: nn.Module, graph: nn.Module, spec: GraphSpec, inputs: dict[str, torch.Tensor],
             outputs: list[str], dynamic_axes: dict[str, dict[int, str]], path: Path, metadata: dict[str, object],
-            tolerance: float) -> Exported:
+            tolerance: float, difference: Callable[[Path], float] | None = None) -> Exported:
     """Traces `graph` on `inputs`, writes it with `metadata` through a temporary file, and keeps it
     only when its parity with `model` holds on a batch of another size and length than the trace's
-    (so the axes must really be dynamic)."""
+    (so the axes must really be dynamic). `difference(file)`: that parity, relative; by default
+    `max_difference` on a seeded batch, the file run as the CLI runs it."""
     with atomic_path(path) as partial:
         with warnings.catch_warnings():  # the TorchScript exporter's notes on traced shapes
             warnings.simplefilter("ignore")
@@ -154,15 +157,16 @@ def _export(model: nn.Module, graph: nn.Module, spec: GraphSpec, inputs: dict[st
                                "frontend": frontend_settings(model, spec), "precision": "fp32", **metadata})
         compact_names(proto)
         onnx.save(proto, str(partial))
-        difference = max_difference(partial, model, spec, example_wave(model, 3, 1.37, seed=1))
-        if not difference <= tolerance:
-            raise ParityError(f"{path}: ONNX Runtime's output differs from torch's by up to {difference:.3g} "
+        found = (max_difference(partial, model, spec, example_wave(model, 3, 1.37, seed=1)) if difference is None
+                 else difference(partial))
+        if not found <= tolerance:
+            raise ParityError(f"{path}: ONNX Runtime's output differs from torch's by up to {found:.3g} "
                               f"(relative), above the tolerance {tolerance:g}; the file was not written")
-    return Exported(path, difference)
+    return Exported(path, found)
 
 
 @contextlib.contextmanager
-def _on_cpu_in_eval(model: nn.Module):
+def on_cpu_in_eval(model: nn.Module):
     device, training = next(model.parameters()).device, model.training
     try:
         yield model.cpu().eval()
@@ -175,12 +179,12 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] 
     """Writes `model` as an fp32 ONNX graph of whole signals to `path`; see the module's docstring.
 
     `metadata`: more `speechcompress.*` entries, e.g. the task's inference settings."""
-    with _on_cpu_in_eval(model):
+    with on_cpu_in_eval(model):
         graph, spec = graph_for(model)
         wave = example_wave(model, batch=2, seconds=1.0, seed=0)
         trace = model.fbank(wave) if spec.kind == "vad" else wave
         axes = {name: {0: "batch", 1: "time"} for name in (spec.input_name, spec.output_name)}
-        return _export(model, graph, spec, {spec.input_name: trace}, [spec.output_name], axes, Path(path),
+        return export_graph(model, graph, spec, {spec.input_name: trace}, [spec.output_name], axes, Path(path),
                        metadata or {}, tolerance)
 
 
@@ -189,7 +193,7 @@ def export_stream_onnx(model: nn.Module, path: str | Path, metadata: dict[str, o
     """Writes the model's one-hop `step` as an fp32 ONNX graph, its state as explicit inputs and
     outputs (`next_NAME`), all zeros at the start of a stream. Its parity check streams a batch
     through the file hop by hop and compares it with the model's whole-signal forward."""
-    with _on_cpu_in_eval(model):
+    with on_cpu_in_eval(model):
         graph, spec = stream_graph_for(model)
         shapes = graph.state_shapes()
         inputs = {"chunk": torch.randn(2, model.hop) * 0.1,
@@ -197,5 +201,5 @@ def export_stream_onnx(model: nn.Module, path: str | Path, metadata: dict[str, o
         outputs = [spec.output_name, *(f"next_{name}" for name in shapes)]
         axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
         stream = {"hop": model.hop, "latency": model.latency_samples, "state": shapes}
-        return _export(model, graph, spec, inputs, outputs, axes, Path(path), {"stream": stream, **(metadata or {})},
+        return export_graph(model, graph, spec, inputs, outputs, axes, Path(path), {"stream": stream, **(metadata or {})},
                        tolerance)

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from speechcompress.evaluation.vad_segments import SegmentConfig
+from speechcompress.export.funasr import run_blocks
 from speechcompress.export.onnx import read_metadata, session
-from speechcompress.features.fbank import frame_count, padded_fbank
+from speechcompress.features.fbank import frame_count, padded_fbank, stack_frames
 from speechcompress.inference import Windows
 from speechcompress.models.fsmn_vad import VADOutput
 
@@ -54,6 +55,8 @@ class OnnxModel(nn.Module):
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        if "caches" in self.meta:
+            return self._funasr(x).to(x.device)
         if "stream" in self.meta:
             return torch.from_numpy(self._stream(array)).to(x.device)
         out = self.session.run([self.meta["output"]], {self.meta["input"]: array})[0]
@@ -74,6 +77,15 @@ class OnnxModel(nn.Module):
             pieces.append(out)
             state = dict(zip(state, new, strict=True))
         return np.concatenate(pieces, axis=1)[:, delay : delay + length]
+
+    def _funasr(self, fbank: torch.Tensor) -> torch.Tensor:
+        """FunASR's step graph (`export.funasr`) over whole signals' fbank: CMVN and LFR stacking
+        as the model does them, one block from zero caches; its probabilities → log-probabilities,
+        whose softmax (all `VADOutput` takes of logits) is those probabilities again."""
+        cmvn = {key: torch.tensor(value) for key, value in self.meta["cmvn"].items()}
+        speech = stack_frames((fbank.float().cpu() - cmvn["mean"]) * cmvn["inv_std"], self.meta["frontend"]["lfr_m"])
+        probabilities = run_blocks(self.session, speech.numpy(), self.meta["caches"])
+        return torch.from_numpy(np.log(np.maximum(probabilities, np.finfo(np.float32).tiny)))
 
     def fbank(self, noisy: torch.Tensor) -> torch.Tensor:
         f = self.meta["frontend"]

@@ -51,6 +51,14 @@ class FSMNMemory(nn.Module):
         """The memory along dim 2 of channels-first maps [N, C, L, W], for every column alike."""
         return self._memory(F.pad(p, (0, 0, self.past, self.future)))
 
+    def causal(self, frames: torch.Tensor) -> torch.Tensor:
+        """The memory of a causal block (rorder = 0) for frames [N, C, past + n, W] whose first
+        `past` frames are the history before them: → [N, C, n, W]. Used by graphs that carry the
+        history as a tensor of their own (an exported step's cache)."""
+        if self.right is not None:
+            raise ValueError("causal() needs rorder = 0: this memory also reads future frames")
+        return frames[:, :, self.past :] + _depthwise(self.left, frames)
+
     def init_state(self, batch: int, channels: int, device: torch.device | None = None) -> torch.Tensor:
         return torch.zeros(batch, channels, self.past, device=device)  # the zeros before the start
 
