@@ -1,6 +1,7 @@
 """Export to ONNX: parity with torch for every family, INT8 files that really hold 8-bit kernels,
 exported files in the CLI in place of checkpoints, and the end-of-run measurements in MLflow."""
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from speechcompress.export.onnx import (
 from speechcompress.export.pipeline import export_files
 from speechcompress.export.quantize import (
     depthwise_conv_nodes,
+    fixed_table_nodes,
     quantize_dynamic_int8,
     quantized_ops,
 )
@@ -129,6 +131,39 @@ def test_dynamic_int8_leaves_gru_and_conv_transpose_in_fp32_and_static_reaches_c
                                         calibration=calibration)["onnx_int8"])
     assert static["ConvTranspose"][0] == static["ConvTranspose"][1] > 0
     assert static["Conv"][0] == static["Conv"][1] > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weight_only_int8_reaches_every_learned_weight_and_keeps_fp32_outputs_close(family, tmp_path):
+    model = _trained_a_little(FAMILIES[family]())
+    with torch.no_grad():  # a pruned channel: weight-only INT8 must keep it exactly zero
+        first = next(p for name, p in model.named_parameters() if p.dim() >= 2)
+        first[0].zero_()
+    files = export_files(model, tmp_path, quantize="weight-only-int8")
+    ops = quantized_ops(files["onnx_int8"])
+    fp32 = onnx.load(str(files["onnx"]))
+    names = {node.name: node.op_type for node in fp32.graph.node}
+    tables = Counter(names[name] for name in fixed_table_nodes(fp32))  # RNNoise's filterbank and DCT: fp32
+    assert all(quantized == total - tables[op] for op, (quantized, total) in ops.items())
+    assert sum(quantized for quantized, _ in ops.values()) > 0
+    if family == "rnnoise":  # what no other mode reaches
+        assert ops["GRU"] == (3, 3)
+    if family == "frcrn":
+        assert ops["ConvTranspose"][0] == ops["ConvTranspose"][1] > 0
+    proto = onnx.load(str(files["onnx_int8"]))
+    codes = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    assert codes and all(np.abs(c).max() <= 127 for c in codes.values())
+    # symmetric codes: every zero weight of the fp32 file (the pruned channel) is a zero code
+    zeros = sum(int((onnx.numpy_helper.to_array(t) == 0).sum()) for t in fp32.graph.initializer if len(t.dims) >= 2)
+    assert sum(int((c == 0).sum()) for c in codes.values()) >= zeros >= first[0].numel()
+    assert read_metadata(files["onnx_int8"])["precision"] == "weight-only-int8"
+    noisy = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        fp32, int8 = OnnxModel(files["onnx"])(noisy), OnnxModel(files["onnx_int8"])(noisy)
+    field = "logits" if family == "fsmn_vad" else "enhanced"
+    reference = getattr(fp32, field)
+    # 8-bit weights, fp32 arithmetic: within a few per cent of the fp32 output's range
+    assert (getattr(int8, field) - reference).abs().max() <= 0.05 * reference.abs().max()
 
 
 def test_an_exported_denoiser_runs_in_enhance_like_its_checkpoint(tiny_run, tmp_path):

@@ -285,7 +285,12 @@ def export(args: argparse.Namespace) -> int:
     from hydra.utils import instantiate
 
     from speechcompress.checkpoints import load_task
-    from speechcompress.export.pipeline import calibration_inputs, export_files, task_settings
+    from speechcompress.export.pipeline import (
+        QUANTIZE_MODES,
+        calibration_inputs,
+        export_files,
+        task_settings,
+    )
 
     checkpoint = Path(args.checkpoint)
     task = load_task(checkpoint)
@@ -304,7 +309,7 @@ def export(args: argparse.Namespace) -> int:
     if args.quantize == "static-int8":
         datamodule = instantiate(_run_config(checkpoint, args.config).data)
         calibration = calibration_inputs(task.model, datamodule.train_dataloader(), args.calibration_batches)
-    int8 = args.quantize if args.quantize in ("dynamic-int8", "static-int8") else None
+    int8 = args.quantize if args.quantize in QUANTIZE_MODES else None
     files = export_files(task.model, out, task_settings(task), int8, args.quantize == "fp16", calibration)
     _print_files(files.values())
     return 0
@@ -410,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: speechcompress's files; funasr: an FSMN-VAD as a model folder for FunASR's ONNX "
                         "runtime (funasr_onnx.Fsmn_vad: model.onnx, model_quant.onnx with --quantize dynamic-int8, "
                         "config.yaml, am.mvn)")
-    p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "fp16"],
-                   help="also write model_int8.onnx (dynamic, or static QDQ calibrated on the run's training "
-                        "data) or model_fp16.onnx")
+    p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "weight-only-int8", "fp16"],
+                   help="also write model_int8.onnx (dynamic; static QDQ calibrated on the run's training "
+                        "data; or int8 weights with fp32 arithmetic) or model_fp16.onnx")
     p.add_argument("--out", help="output folder (default: the run's export/ folder; export/funasr/ for --format funasr)")
     p.add_argument("--config", help="the run's config.yaml, for static-int8's calibration data (default: beside "
                                     "the checkpoints folder)")

@@ -77,13 +77,17 @@ def write_metadata(proto: onnx.ModelProto, metadata: dict[str, object]) -> None:
 
 def compact_names(proto: onnx.ModelProto) -> None:
     """Short names for every node and every tensor inside the graph (the graph's inputs and outputs
-    keep theirs) and no stored shape annotations: the exporter's scoped names ("/model/unet1/
-    encoders.0/conv/Conv_output_0") are a fifth of a traced FRCRN's file and nothing reads them."""
+    keep theirs), no stored shape annotations, and each computation stored once: the exporter's
+    scoped names ("/model/unet1/encoders.0/conv/Conv_output_0") were a fifth of a traced FRCRN's
+    file, and its shape arithmetic on the dynamic axes repeats the same Constant, Shape and Gather
+    nodes hundreds of times (`_redundant_nodes`). None of it changes what the graph computes."""
     keep = {v.name for v in proto.graph.input} | {v.name for v in proto.graph.output}
+    same = _redundant_nodes(proto.graph, keep)
     renamed: dict[str, str] = {}
     nodes = itertools.count()
 
     def short(name: str) -> str:
+        name = same.get(name, name)
         if not name or name in keep:
             return name
         return renamed.setdefault(name, f"t{len(renamed)}")
@@ -104,6 +108,34 @@ def compact_names(proto: onnx.ModelProto) -> None:
         del graph.value_info[:]
 
     rename(proto.graph, top=True)
+
+
+def _redundant_nodes(graph: onnx.GraphProto, keep: set[str]) -> dict[str, str]:
+    """Removes each node that repeats an earlier one (the same op, attributes and inputs), and each
+    Identity of an initializer (the exporter's way of sharing a weight, which hid those weights
+    from ONNX Runtime's quantizers); returns {its output: the tensor that replaces it}. Random ops,
+    nodes holding a subgraph, and nodes writing a graph output are left alone."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    same: dict[str, str] = {}
+    first: dict[tuple, list[str]] = {}
+    kept = []
+    for node in graph.node:
+        node.input[:] = [same.get(name, name) for name in node.input]
+        if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in keep:
+            same[node.output[0]] = node.input[0]
+            continue
+        exempt = (any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
+                       or node.op_type.startswith("Random") or node.op_type in ("Bernoulli", "Multinomial"))
+        key = (node.domain, node.op_type, tuple(node.input), b"".join(a.SerializeToString() for a in node.attribute))
+        if exempt or keep.intersection(node.output) or key not in first:
+            if not exempt:
+                first.setdefault(key, list(node.output))
+            kept.append(node)
+            continue
+        same.update(zip(node.output, first[key], strict=True))
+    del graph.node[:]
+    graph.node.extend(kept)
+    return same
 
 
 def session(path: str | Path, threads: int | None = None, profile: bool = False):

@@ -16,9 +16,14 @@ from torch import nn
 
 from speechcompress.export.graphs import graph_for, stream_graph_for
 from speechcompress.export.onnx import export_onnx, export_stream_onnx
-from speechcompress.export.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_int8
+from speechcompress.export.quantize import (
+    convert_fp16,
+    quantize_dynamic_int8,
+    quantize_static_int8,
+    quantize_weights_int8,
+)
 
-QUANTIZE_MODES = ("dynamic-int8", "static-int8")
+QUANTIZE_MODES = ("dynamic-int8", "static-int8", "weight-only-int8")
 
 
 def task_settings(task: object) -> dict[str, object]:
@@ -63,6 +68,8 @@ def export_files(model: nn.Module, folder: str | Path, settings: dict[str, objec
         files["onnx_int8"] = quantize_dynamic_int8(fp32, folder / "model_int8.onnx")
     elif quantize == "static-int8":
         files["onnx_int8"] = quantize_static_int8(fp32, folder / "model_int8.onnx", calibration)
+    elif quantize == "weight-only-int8":
+        files["onnx_int8"] = quantize_weights_int8(fp32, folder / "model_int8.onnx")
     if fp16:
         files["onnx_fp16"] = convert_fp16(fp32, folder / "model_fp16.onnx")
     if streams(model):

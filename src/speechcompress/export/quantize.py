@@ -9,6 +9,9 @@ Signal-processing tables (DFT and STFT kernels) stay fp32 in every mode: see `fi
   ConvTranspose in fp32. Per-channel weight scales.
 - `static-int8`: QDQ format, activation ranges calibrated (min/max) on batches of the run's own
   training data; it reaches Conv and ConvTranspose as well. Per-channel weight scales.
+- `weight-only-int8`: every learned weight (GRU and ConvTranspose too) stored as int8 with
+  per-channel scales and dequantized to fp32 in the graph; activations and arithmetic stay fp32:
+  the smallest file at fp32's quality, not a faster one.
 - `fp16`: initializers and ops in half precision (but for ops ONNX Runtime's converter keeps in
   fp32), inputs and outputs kept fp32, for GPU deployment.
 
@@ -100,6 +103,64 @@ def quantize_static_int8(source: str | Path, target: str | Path, calibration: It
     return target
 
 
+def _output_channel_axis(node: onnx.NodeProto, position: int, dims: int) -> int:
+    """The axis of a weight that indexes the node's output channels: one scale per channel."""
+    if node.op_type == "ConvTranspose":  # [C_in, C_out / groups, k...]
+        return 1
+    if node.op_type in ("GRU", "LSTM", "RNN"):  # [directions, gates · hidden, inputs]
+        return 1
+    if node.op_type == "Gemm":
+        transposed = any(a.name == ("transB" if position == 1 else "transA") and a.i for a in node.attribute)
+        return (0 if transposed else 1) if position == 1 else (1 if transposed else 0)
+    if node.op_type == "MatMul":  # x @ W: W's last axis; W @ x: its rows
+        return dims - 1 if position == 1 else dims - 2
+    return 0  # Conv: [C_out, C_in / groups, k...]
+
+
+def quantize_weights_int8(source: str | Path, target: str | Path) -> Path:
+    """Weight-only INT8: every learned weight tensor stored as int8 with a symmetric per-output-
+    channel scale (zeros stay exactly zero), a DequantizeLinear before the op; activations and
+    arithmetic stay fp32. It reaches every op with weights, GRU and ConvTranspose included, so the
+    file is about a quarter of fp32; the run time is fp32's plus the dequantization."""
+    from onnx import numpy_helper
+
+    source, target = Path(source), Path(target)
+    proto = onnx.load(str(source))
+    graph = proto.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    dequantize = []
+    for node in graph.node:
+        if node.op_type not in _WEIGHT_OPS:
+            continue
+        for position, name in enumerate(node.input):
+            if node.op_type in ("GRU", "LSTM", "RNN") and position not in (1, 2):  # W and R, not the biases
+                continue
+            tensor = initializers.pop(name, None)  # pop: a weight read by two nodes is quantized once
+            if tensor is None or len(tensor.dims) < 2 or tensor.data_type != onnx.TensorProto.FLOAT:
+                continue
+            weight = numpy_helper.to_array(tensor)
+            axis = _output_channel_axis(node, position, weight.ndim)
+            others = tuple(i for i in range(weight.ndim) if i != axis)
+            scale = (np.abs(weight).max(axis=others) / 127).astype(np.float32)
+            scale[scale == 0] = 1.0  # an all-zero channel (pruned) stays zero with any scale
+            shape = [1] * weight.ndim
+            shape[axis] = -1
+            codes = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+            graph.initializer.remove(tensor)
+            graph.initializer.extend([numpy_helper.from_array(codes, f"{name}_int8"),
+                                      numpy_helper.from_array(scale, f"{name}_scale")])
+            # no zero point: symmetric codes, and DequantizeLinear's default zero point is 0
+            dequantize.append(onnx.helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale"],
+                                                    [name], axis=axis))
+    nodes = [*dequantize, *graph.node]  # before the ops that read them
+    del graph.node[:]
+    graph.node.extend(nodes)
+    with atomic_path(target) as partial:
+        onnx.save(proto, str(partial))
+        _tag(partial, source, "weight-only-int8")
+    return target
+
+
 def convert_fp16(source: str | Path, target: str | Path) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -130,8 +191,15 @@ def quantized_ops(path: str | Path) -> dict[str, tuple[int, int]]:
     eight_bit = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
     dequantized_weights = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"
                            and n.input[0] in initializers and initializers[n.input[0]].data_type in eight_bit}
+    for node in graph.node:  # the exporter passes a weight that two modules share through an Identity
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            initializers[node.output[0]] = initializers[node.input[0]]
+        if node.op_type == "Identity" and node.input[0] in dequantized_weights:
+            dequantized_weights.add(node.output[0])
     quantized, total = Counter(), Counter()
     for node in graph.node:
+        if node.op_type == "Identity":
+            continue
         if node.op_type in _INTEGER_OPS:
             op = _INTEGER_OPS[node.op_type]
             quantized[op] += 1
