@@ -211,8 +211,11 @@ def test_a_run_logs_its_exported_files_as_deployed(fixture, request):
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id])
     assert run.data.metrics["size/bytes_onnx"] == metrics["size/bytes_onnx"]
     files = {"model.onnx", "model_int8.onnx"}
-    if fixture == "tiny_run":  # RNNoise streams: its step graph is exported and measured too
-        files |= {"step.onnx", "step_int8.onnx"}
-        assert metrics["deploy/onnx_stream/pesq"] == pytest.approx(metrics["test/pesq"], abs=1e-3)
+    if fixture != "tiny_frcrn_run":  # the streaming step graph is exported and measured too
+        files |= {"step.onnx", "step_int8.onnx"} if fixture == "tiny_run" else {"funasr"}
+        assert metrics[f"deploy/onnx_stream/{headline}"] == pytest.approx(metrics[f"test/{headline}"], abs=1e-3)
         assert metrics["latency/rtf_onnx_stream_int8"] > 0 and metrics["size/bytes_onnx_stream_int8"] > 0
     assert {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "export")} == files
+    if fixture == "tiny_vad_run":  # FunASR's folder, whole
+        assert {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "export/funasr")} == {
+            "model.onnx", "model_quant.onnx", "config.yaml", "am.mvn"}

@@ -247,10 +247,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             measured["size/bytes_clustered"] = float(clustered_size(model, callback.bits))
     client, run_id = logger.experiment, logger.run_id
     if cfg.export.enabled:
-        exported, deployed = deploy(cfg, task, datamodule, run_dir / "export")
+        _, deployed = deploy(cfg, task, datamodule, run_dir / "export")
         measured |= deployed
-        for path in exported.values():
-            client.log_artifact(run_id, str(path), "export")
+        client.log_artifacts(run_id, str(run_dir / "export"), "export")  # FSMN-VAD's funasr/ folder too
     logger.log_metrics(measured, step=trainer.global_step)
     client.log_artifact(run_id, str(config_path))
     client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run_dir / "size_per_tensor.csv")))
@@ -266,8 +265,9 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
     """Exports the tested model (`cfg.export`) and measures each file as deployed, on the CPU:
     `size/bytes_KEY` (bytes on disk), `latency/rtf_KEY` (ONNX Runtime, one thread, the same audio
     as torch's `latency/rtf`) and `deploy/KEY/NAME` (the test split through the file), for KEY =
-    onnx, onnx_int8, onnx_stream and onnx_stream_int8 (a streaming model's step graph, run hop by
-    hop), and onnx_fp16 (its size only; fp16 is meant for GPUs, not this CPU measurement)."""
+    onnx, onnx_int8, onnx_stream and onnx_stream_int8 (RNNoise's step graph, run hop by hop;
+    FSMN-VAD's FunASR step graph, run on whole signals from empty caches), and onnx_fp16 (its size
+    only; fp16 is meant for GPUs, not this CPU measurement)."""
     model = task.model
     calibration = None
     if cfg.export.quantize == "static-int8":

@@ -89,7 +89,10 @@ def _ms(samples: int, sample_rate: int) -> float | int:
     return int(ms) if ms.is_integer() else ms
 
 
-def funasr_config(model: FSMNVAD, segments: dict[str, float]) -> dict:
+def funasr_config(model: FSMNVAD, segments: dict[str, float] | None = None) -> dict:
+    """config.yaml's content; a ValueError saying why for a model FunASR's runtime cannot run.
+    `segments`: our `SegmentConfig` fields (default: its defaults)."""
+    segments = segments or dataclasses.asdict(SegmentConfig())
     graph = FSMNVADStepGraph(model)
     projections = {shape[1] for shape in graph.cache_shapes().values()}
     pasts = {shape[2] for shape in graph.cache_shapes().values()}
@@ -130,12 +133,11 @@ def export_funasr(model: FSMNVAD, folder: str | Path, segments: dict[str, float]
                   tolerance: float = PARITY_TOLERANCE) -> dict[str, Path]:
     """Writes the FunASR model folder (see the module's docstring); model.onnx is kept only when
     its probabilities, streamed in two blocks, are within `tolerance` of torch's (`ParityError`
-    otherwise). `segments`: our `SegmentConfig` fields (default: its defaults). Returns {"onnx", "onnx_int8", "config",
-    "cmvn": path}."""
+    otherwise). `segments`: our `SegmentConfig` fields (default: its defaults). Returns {"onnx",
+    "onnx_int8", "config", "cmvn": path}."""
     if not isinstance(model, FSMNVAD):
         raise ValueError(f"--format funasr is FunASR's VAD folder: it takes an FSMN-VAD, not {type(model).__name__}")
     folder = Path(folder)
-    segments = segments or dataclasses.asdict(SegmentConfig())
     with on_cpu_in_eval(model):
         graph = FSMNVADStepGraph(model).eval()
         config = funasr_config(model, segments)  # refuses what FunASR cannot run, before anything is written
@@ -153,7 +155,7 @@ def export_funasr(model: FSMNVAD, folder: str | Path, segments: dict[str, float]
         axes = {SPEC.input_name: {0: "batch", 1: "time"}, SPEC.output_name: {0: "batch", 1: "time"},
                 **{name: {0: "batch"} for name in [*shapes, *outputs[1:]]}}
         metadata = {"caches": shapes, "cmvn": {"mean": model.cmvn.mean.tolist(), "inv_std": model.cmvn.inv_std.tolist()},
-                    "segments": segments}
+                    "segments": segments or dataclasses.asdict(SegmentConfig())}
         files = {"onnx": export_graph(model, graph, SPEC, inputs, outputs, axes, folder / "model.onnx", metadata,
                                       tolerance, difference).path}
     if quantize:

@@ -265,7 +265,8 @@ def graph_for(model: nn.Module) -> tuple[nn.Module, GraphSpec]:
 
 
 def stream_graph_for(model: nn.Module) -> tuple[nn.Module, GraphSpec]:
-    """The one-hop step graph of a streaming model, in eval mode (RNNoise; FSMN-VAD's is to come)."""
+    """RNNoise's one-hop step graph, in eval mode. (FSMN-VAD's step, `FSMNVADStepGraph`, ships as
+    FunASR's model folder: `export.funasr`.)"""
     if isinstance(model, RNNoise):
         return RNNoiseStepGraph(model).eval(), GraphSpec("rnnoise", "denoiser", "chunk", "enhanced_chunk")
     raise ValueError(f"no streaming ONNX export for {type(model).__name__}: speechcompress streams RNNoise")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from speechcompress.export.funasr import export_funasr, funasr_config
 from speechcompress.export.graphs import graph_for, stream_graph_for
 from speechcompress.export.onnx import export_onnx, export_stream_onnx
 from speechcompress.export.quantize import (
@@ -22,6 +24,7 @@ from speechcompress.export.quantize import (
     quantize_static_int8,
     quantize_weights_int8,
 )
+from speechcompress.models.fsmn_vad import FSMNVAD
 
 QUANTIZE_MODES = ("dynamic-int8", "static-int8", "weight-only-int8")
 
@@ -55,8 +58,9 @@ def export_files(model: nn.Module, folder: str | Path, settings: dict[str, objec
     """Writes folder/model.onnx (checked against torch), and model_int8.onnx / model_fp16.onnx
     when asked; for a streaming model also step.onnx (one hop, its state explicit; checked against
     torch too) and, when quantizing, step_int8.onnx (always dynamic: calibrating a step graph needs
-    its states). Returns {"onnx", "onnx_int8", "onnx_fp16", "onnx_stream", "onnx_stream_int8": path}
-    for what was written."""
+    its states); for an FSMN-VAD the FunASR folder funasr/ (its step graph, with FSMN caches; dynamic
+    INT8 when quantizing). Returns {"onnx", "onnx_int8", "onnx_fp16", "onnx_stream", "onnx_stream_int8":
+    path} for the ONNX files written."""
     folder = Path(folder)
     if quantize not in (None, *QUANTIZE_MODES):
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)} or null, not {quantize!r}")
@@ -77,11 +81,25 @@ def export_files(model: nn.Module, folder: str | Path, settings: dict[str, objec
         files["onnx_stream"] = step
         if quantize:  # its GRU cells are matrix products, which dynamic INT8 reaches
             files["onnx_stream_int8"] = quantize_dynamic_int8(step, folder / "step_int8.onnx")
+    elif isinstance(model, FSMNVAD):
+        files |= _funasr_step(model, folder / "funasr", (settings or {}).get("segments"), quantize is not None)
     return files
 
 
+def _funasr_step(model: FSMNVAD, folder: Path, segments: dict | None, quantize: bool) -> dict[str, Path]:
+    """FSMN-VAD's step graph, as the folder FunASR's runtime loads (`export.funasr`): {"onnx_stream",
+    "onnx_stream_int8"}; nothing, with a warning saying why, for a model that runtime cannot run."""
+    try:
+        funasr_config(model, segments)
+    except ValueError as why:
+        warnings.warn(f"no FunASR step folder for this model: {why}", stacklevel=2)
+        return {}
+    written = export_funasr(model, folder, segments, quantize=quantize)
+    return {"onnx_stream": written["onnx"], **({"onnx_stream_int8": written["onnx_int8"]} if quantize else {})}
+
+
 def streams(model: nn.Module) -> bool:
-    """Whether the model has a one-hop step graph to export."""
+    """Whether the model has a one-hop step graph of speechcompress's own (RNNoise's) to export."""
     try:
         stream_graph_for(model)
     except ValueError:
