@@ -21,6 +21,8 @@ README's table of what each mode reaches is measured, not assumed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -31,6 +33,19 @@ import onnx
 
 from speechcompress.export.onnx import compact_names, read_metadata, write_metadata
 from speechcompress.files import atomic_path
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """ONNX Runtime's quantizers log a line per tensor (and advice about pre-processing) through the
+    root logger, which a Hydra run prints: raised to errors only while they run."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _tag(path: Path, source: Path, precision: str) -> None:
@@ -66,7 +81,7 @@ def quantize_dynamic_int8(source: str | Path, target: str | Path) -> Path:
     source, target = Path(source), Path(target)
     proto = onnx.load(str(source))
     has_conv = any(node.op_type == "Conv" for node in proto.graph.node)
-    with atomic_path(target) as partial:
+    with atomic_path(target) as partial, _quiet_quantizer():
         quantize_dynamic(source, partial, per_channel=True, op_types_to_quantize=["MatMul", "Conv"],
                          weight_type=QuantType.QUInt8 if has_conv else QuantType.QInt8,
                          nodes_to_exclude=fixed_table_nodes(proto) + depthwise_conv_nodes(proto))
@@ -91,7 +106,7 @@ def quantize_static_int8(source: str | Path, target: str | Path, calibration: It
 
     source, target = Path(source), Path(target)
     name = read_metadata(source)["input"]
-    with tempfile.TemporaryDirectory() as scratch, atomic_path(target) as partial:
+    with tempfile.TemporaryDirectory() as scratch, atomic_path(target) as partial, _quiet_quantizer():
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(prepared, partial, _Batches(name, calibration), quant_format=QuantFormat.QDQ,
