@@ -133,6 +133,17 @@ def test_dynamic_int8_leaves_gru_and_conv_transpose_in_fp32_and_static_reaches_c
     assert static["Conv"][0] == static["Conv"][1] > 0
 
 
+def test_static_int8_reaches_what_the_readme_says_for_rnnoise_and_the_vad(tmp_path):
+    calibration = [np.random.default_rng(i).standard_normal((2, 16000)).astype(np.float32) * 0.1 for i in range(2)]
+    rnnoise = quantized_ops(export_files(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "rnnoise",
+                                         quantize="static-int8", calibration=calibration)["onnx_int8"])
+    assert rnnoise["Conv"] == (2, 2) and rnnoise["GRU"] == (0, 3) and rnnoise["MatMul"][0] == 1  # as dynamic
+    vad = _trained_a_little(FAMILIES["fsmn_vad"]())
+    features = [vad.fbank(torch.from_numpy(wave)).numpy() for wave in calibration]
+    ops = quantized_ops(export_files(vad, tmp_path / "vad", quantize="static-int8", calibration=features)["onnx_int8"])
+    assert ops["MatMul"][0] == ops["MatMul"][1] > 0 and ops["Conv"] == (2, 2)  # the memories too (2 layers)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_weight_only_int8_reaches_every_learned_weight_and_keeps_fp32_outputs_close(family, tmp_path):
     model = _trained_a_little(FAMILIES[family]())
