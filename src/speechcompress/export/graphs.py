@@ -9,6 +9,8 @@ inputs of any batch size and length.
 - FSMN-VAD: `fbank [B, frames + lookahead, n_mels] → logits [B, frames, classes]`: the network from
   its log-mel input (CMVN, LFR stacking, layers), as FunASR's runtime also feeds its model features;
   `features.fbank.padded_fbank` computes that input from audio, for the model and the runtime alike.
+- Streaming steps: RNNoise's one hop (`RNNoiseStepGraph`), its state explicit; FSMN-VAD's block of
+  frames with its FSMN caches explicit (`FSMNVADStepGraph`), in FunASR's form.
 """
 
 from __future__ import annotations
@@ -214,8 +216,8 @@ class FSMNVADStepGraph(nn.Module):
 
         speech [B, n, lfr_m · n_mels]   LFR-stacked, CMVN-normalised features (the runtime's front-end)
         in_cache{i} [B, proj_i, past, 1]  layer i's last `past` projected frames, zeros at the start
-      → probabilities [B, n, classes] (softmax, within PROBABILITY_MARGIN of 0 and 1; class 0 =
-        non-speech), out_cache{i}
+      → probabilities [B, n, classes] (softmax, kept at least PROBABILITY_MARGIN from 0 and 1;
+        class 0 = non-speech), out_cache{i}
 
     Blocks of any length, fed in order with the caches passed on, give what one block of them all
     gives. Needs causal memories (rorder = 0): a cache holds only the past.

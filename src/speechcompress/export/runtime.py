@@ -54,9 +54,9 @@ class OnnxModel(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
         if "caches" in self.meta:
             return self._funasr(x).to(x.device)
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
         if "stream" in self.meta:
             return torch.from_numpy(self._stream(array)).to(x.device)
         out = self.session.run([self.meta["output"]], {self.meta["input"]: array})[0]
