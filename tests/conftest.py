@@ -15,11 +15,12 @@ register_resolvers()
 # Small enough to train in well under a minute on 2 cores, big enough to learn something.
 TINY_RUN = [
     "data.batch_size=16", "data.eval_batch_size=4",
-    "data.train.utterances=60", "data.train.noise_clips_per_kind=4", "data.train.babble_talkers=8",
-    "data.train.length=4000", "data.train.segment_seconds=1.0",
-    "data.val.utterances=8", "data.val.noise_clips_per_kind=2", "data.val.babble_talkers=4",
+    "data.train.utterances=60", "data.train.noise_clips_per_family=2", "data.train.babble_talkers=8",
+    "data.train.rooms=6", "data.train.length=4000", "data.train.segment_seconds=1.0",
+    "data.val.utterances=8", "data.val.noise_clips_per_family=1", "data.val.babble_talkers=4", "data.val.rooms=2",
     "data.val.length=8", "data.val.segment_seconds=2.0",
-    "data.test.utterances=8", "data.test.noise_clips_per_kind=2", "data.test.babble_talkers=4",
+    "data.test.utterances=8", "data.test.noise_clips_per_family=1", "data.test.babble_talkers=4", "data.test.rooms=2",
+    "data.test_unseen.noise_clips_per_family=2",  # (utterances, talkers and rooms follow data.test)
     "task.lr_decay=0", "task.optimizer.lr=3e-3",
     "trainer.max_steps=300", "trainer.val_check_interval=150", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "trainer.accelerator=cpu",

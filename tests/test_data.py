@@ -4,11 +4,15 @@ import soundfile as sf
 
 from speechcompress.data.audio import read_audio
 from speechcompress.data.folders import PairedFolderDataset, dns_mixtures
+from speechcompress.data.microphone import clip_peaks, level_changes
 from speechcompress.data.mixing import MixtureDataset, mix_at_snr, pad_collate, vad_labels
-from speechcompress.data.noise import NOISE_KINDS
-from speechcompress.data.synthetic import load_synthetic_split
+from speechcompress.data.noise import NOISE_FAMILIES, render_noise
+from speechcompress.data.rooms import EARLY_SECONDS, RoomResponse, reverberate, simulate_room
+from speechcompress.data.synthetic import load_synthetic_split, record, split_choices
 
-SMALL = dict(utterances=6, noise_clips_per_kind=1, noise_seconds=2.0, babble_talkers=3)
+from .conftest import compose_config
+
+SMALL = dict(utterances=6, noise_clips_per_family=1, noise_seconds=2.0, babble_talkers=3, rooms=2)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +25,7 @@ def test_synthetic_split_is_deterministic_cached_and_disjoint(cache):
     again = load_synthetic_split(cache, "val", 16000, seed=7, **SMALL)  # from the cache this time
     other = load_synthetic_split(cache, "test", 16000, seed=7, **SMALL)
     assert len(list(cache.glob("*.npz"))) == 2
-    assert len(first.speech) == 6 and set(first.noise_kinds) == set(NOISE_KINDS)
+    assert len(first.speech) == 6 and set(first.noise_kinds) == set(NOISE_FAMILIES)
     for a, b in zip(first.speech, again.speech, strict=True):
         assert np.array_equal(a, b)
     assert not any(len(a) == len(b) and np.allclose(a, b) for a in first.speech for b in other.speech)
@@ -29,6 +33,84 @@ def test_synthetic_split_is_deterministic_cached_and_disjoint(cache):
         assert 1.0 < len(clip) / 16000 < 20.0 and 0.5 < np.abs(clip).max() <= 0.9 + 1e-3
     for clip in first.noise:
         assert np.sqrt(np.mean(clip**2)) == pytest.approx(1.0, rel=0.01)
+    assert all(np.array_equal(a, b) for a, b in zip(first.speech, first.heard, strict=True))  # no rooms drawn
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 48000])
+def test_every_noise_family_renders_finite_audio_of_the_requested_length_and_level(sample_rate):
+    talkers = [np.sin(np.arange(sample_rate) * 0.05 * (k + 1)).astype(np.float32) for k in range(3)]
+    for family in NOISE_FAMILIES:
+        for seed in range(2):
+            clip = render_noise(family, np.random.default_rng(seed), int(1.5 * sample_rate), sample_rate, talkers)
+            assert clip.shape == (int(1.5 * sample_rate),) and clip.dtype == np.float32, family
+            assert np.isfinite(clip).all(), family
+            assert np.sqrt(np.mean(clip.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-3), family
+        other = render_noise(family, np.random.default_rng(2), int(1.5 * sample_rate), sample_rate, talkers)
+        assert not np.allclose(clip, other), f"{family}: two seeds gave the same clip"
+    with pytest.raises(ValueError, match="unknown noise family 'thunder'"):
+        render_noise("thunder", np.random.default_rng(0), 100, sample_rate)
+
+
+def test_reverberation_keeps_the_target_aligned_on_a_known_delay():
+    rate, delay = 16000, 37
+    rir = np.zeros(4000, np.float32)
+    rir[delay] = 1.0                 # direct sound, 37 samples after emission
+    rir[delay + 80] = 0.5            # a reflection 5 ms later: early, part of the target
+    rir[delay + 2000] = 0.3          # one 125 ms later: late reverberation, not in the target
+    x = np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+    reverberant, early = reverberate(x, RoomResponse(rir, delay), rate)
+    assert reverberant.shape == early.shape == x.shape
+    shifted = lambda lag: np.concatenate([np.zeros(lag, np.float32), x[:-lag]])  # noqa: E731
+    np.testing.assert_allclose(early, x + 0.5 * shifted(80), atol=1e-4)
+    np.testing.assert_allclose(reverberant, early + 0.3 * shifted(2000), atol=1e-4)
+    assert 80 < EARLY_SECONDS * rate < 2000
+
+
+def test_simulated_rooms_put_the_direct_sound_where_they_say():
+    rate = 16000
+    x = np.random.default_rng(1).standard_normal(rate).astype(np.float32)
+    for seed in range(4):
+        room = simulate_room(np.random.default_rng(seed), rate, distance=(0.3, 1.0))  # near: the direct sound dominates
+        assert np.isfinite(room.rir).all() and int(np.argmax(np.abs(room.rir))) == room.direct
+        _, early = reverberate(x, room, rate)
+        lags = np.arange(-50, 51)
+        correlation = [np.dot(early[max(0, k):len(x) + min(0, k)], x[max(0, -k):len(x) - max(0, k)]) for k in lags]
+        assert lags[int(np.argmax(correlation))] == 0
+
+
+def test_a_recording_colours_input_and_target_alike_and_clipping_is_light():
+    rate = 16000
+    x = np.random.default_rng(2).standard_normal(rate).astype(np.float32)
+    rooms = [simulate_room(np.random.default_rng(4), rate)]
+    target, heard = record(np.random.default_rng(3), x, rooms, reverb=0.0, devices=1.0, sample_rate=rate)
+    np.testing.assert_allclose(heard, target, atol=1e-6)  # one device response for both
+    assert not np.allclose(heard, x, atol=1e-2)
+    target, heard = record(np.random.default_rng(3), x, rooms, reverb=1.0, devices=1.0, sample_rate=rate)
+    assert not np.allclose(heard, target, atol=1e-2)  # the late reverberation is in the input only
+    gain = level_changes(np.random.default_rng(5), 4 * rate, rate)
+    assert gain.shape == (4 * rate,) and 10 ** (-9.5 / 20) < gain.min() <= gain.max() < 10 ** (9.5 / 20)
+    clipped = clip_peaks(np.random.default_rng(6), x)
+    assert np.abs(clipped).max() < np.abs(x).max() and 0.0005 < np.mean(clipped != x) < 0.011
+
+
+def test_the_unseen_split_shares_no_noise_family_or_voice_with_training(cache):
+    cfg = compose_config(["+experiment=rnnoise"])
+    held_out = cfg.data.train.held_out
+    assert cfg.data.test_unseen.held_out == cfg.data.val.held_out == cfg.data.test.held_out == held_out
+    unseen_families, unseen_voices = split_choices("test_unseen", held_out)
+    for split in ("train", "val", "test"):
+        families, voices = split_choices(split, held_out)
+        assert not set(families) & set(unseen_families)
+        assert not set(voices.languages) & set(unseen_voices.languages)
+        assert not set(voices.variants) & set(unseen_voices.variants)
+        assert set(families) | set(unseen_families) == set(NOISE_FAMILIES)
+    assert len(unseen_families) >= 3 and len(NOISE_FAMILIES) - len(unseen_families) >= 15
+    corpus = dict(SMALL, held_out=held_out)
+    seen = load_synthetic_split(cache, "train", 16000, seed=7, **corpus)
+    unseen = load_synthetic_split(cache, "test_unseen", 16000, seed=7, **corpus)
+    assert set(unseen.noise_kinds) == set(unseen_families) and not set(seen.noise_kinds) & set(unseen.noise_kinds)
+    with pytest.raises(ValueError, match=r"held_out.noise names \['thunder'\]"):
+        split_choices("train", {"noise": ["thunder"]})
 
 
 def test_mix_at_snr_hits_the_requested_snr():
@@ -56,6 +138,16 @@ def test_mixtures_train_fresh_eval_fixed(cache):
     item = fresh[0]
     assert item["noisy"].shape == item["clean"].shape == (16000,) and item["vad"].shape == (100,)
     assert item["noisy"].abs().max() < 1.0
+    wet = load_synthetic_split(cache, "val", 16000, seed=7, **dict(SMALL, reverb_speech=1.0, reverb_noise=1.0, devices=1.0))
+    assert not any(np.allclose(a, b, atol=1e-3) for a, b in zip(wet.speech, wet.heard, strict=True))
+    rough = MixtureDataset(wet.speech, wet.noise, 16000, length=8, segment_seconds=1.0, fixed=True, seed=3,
+                           heard=wet.heard, level_changes=1.0, clip=1.0)
+    for i in range(8):
+        item = rough[i]
+        assert np.isfinite(item["noisy"]).all() and item["noisy"].abs().max() < 1.0 and item["clean"].abs().max() < 1.0
+    assert np.array_equal(rough[5]["noisy"], rough[5]["noisy"])
+    with pytest.raises(ValueError, match="need rooms"):
+        load_synthetic_split(cache, "val", 16000, seed=7, **dict(SMALL, rooms=0, reverb_speech=0.5))
     whole = MixtureDataset(split.speech, split.noise, 16000, segment_seconds=None, fixed=True)
     assert len(whole) == 6 and whole[2]["clean"].shape[0] == len(split.speech[2])
     batch = pad_collate([whole[0], whole[1]])

@@ -39,13 +39,14 @@ def test_two_process_run_logs_the_one_process_figures(experiment, tiny, tmp_path
     cfg = compose_config(overrides)
     client = MlflowClient(cfg.logger.tracking_uri)
     (logged,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    distributed = {k: v for k, v in logged.data.metrics.items() if k.startswith("test/")}
+    distributed = {k: v for k, v in logged.data.metrics.items() if k.startswith(("test/", "test_unseen/"))}
     (checkpoint,) = (Path(cfg.paths.experiments_dir) / "runs" / experiment).glob("*/checkpoints/best-*.ckpt")
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
-    single = trainer.test(load_task(checkpoint), datamodule=instantiate(cfg.data), verbose=False)[0]
+    splits = trainer.test(load_task(checkpoint), datamodule=instantiate(cfg.data), verbose=False)
+    single = {k: v for split in splits for k, v in split.items()}
 
-    assert distributed["test/items"] == single["test/items"] == 9
+    assert distributed["test/items"] == single["test/items"] == distributed["test_unseen/items"] == 9
     assert set(distributed) == set(single)
     for name, value in single.items():
         if math.isnan(value):

@@ -35,7 +35,7 @@ def test_funasr_onnx_runs_an_exported_vad_folder_as_our_model_does(tiny_vad_run,
     model = task.model.eval()
     datamodule = instantiate(cfg.data)
     datamodule.setup("test")
-    batch = next(iter(datamodule.test_dataloader()))
+    batch = next(iter(datamodule.split_loader("test")))
     runtime = Fsmn_vad(str(folder), intra_op_num_threads=1)
     caches = FSMNVADStepGraph(model).cache_shapes()
     for wave in batch["noisy"][:3].numpy().astype(np.float32):

@@ -24,6 +24,9 @@ def test_mlflow_store_holds_the_run(tiny_run):
     for name in ("test/pesq", "test/pesq_noisy", "test/stoi", "test/si_sdr_i", "size/params",
                  "size/bytes_checkpoint", "latency/rtf", "val/loss", "train/loss"):
         assert name in metrics, name
+    # the unseen split, scored beside the test split and not the same items
+    assert {k.replace("test/", "test_unseen/", 1) for k in metrics if k.startswith("test/")} <= set(metrics)
+    assert metrics["test_unseen/items"] == 8 and metrics["test_unseen/si_sdr_noisy"] != metrics["test/si_sdr_noisy"]
     assert metrics["size/params"] > 1000
     assert run.data.params["model.gru_size"] == "32"
     assert run.data.params["env.torch"].startswith("2.11")

@@ -119,6 +119,7 @@ def test_training_beats_calling_everything_speech(tiny_vad_run):
     assert metrics["test/dcf"] < 0.25  # 0.25 for one that always says "speech"
     assert metrics["test/noise_items"] >= 1 and 0 <= metrics["test/noise_false_alarm"] <= 1
     assert 0 <= metrics["test/segment_recall"] <= 1
+    assert metrics["test_unseen/auc"] > 0.7 and 0 <= metrics["test_unseen/noise_false_alarm"] <= 1  # unseen noises too
 
 
 def test_cmvn_statistics_travel_in_the_checkpoint(tiny_vad_run):

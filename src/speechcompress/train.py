@@ -231,11 +231,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             save_task(task, result_path)
         measured = {"shrink/params_before": float(params_before), "shrink/max_abs_difference": difference}
-        test_metrics = trainer.test(task, datamodule=datamodule, verbose=False, weights_only=True)[0]
+        test_metrics = trainer.test(task, datamodule=datamodule, verbose=False, weights_only=True)
     else:
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=result_path, verbose=False,
-                                    weights_only=True)[0]
-    metrics = {k: float(v) for k, v in test_metrics.items()}
+                                    weights_only=True)
+    # one dict per test split; the splits' figures are logged under their own prefixes
+    metrics = {k: float(v) for split_metrics in test_metrics for k, v in split_metrics.items()}
     if not trainer.is_global_zero:  # one process measures, logs and reports
         return metrics
     model = task.model
@@ -282,7 +283,7 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
         rtf = real_time_factor(deployed, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)
         metrics[f"latency/rtf_{key}"] = rtf["latency/rtf"]
         if cfg.export.evaluate:
-            scores = task.score(deployed, tqdm(datamodule.test_dataloader(), desc=f"test split through {path.name}",
+            scores = task.score(deployed, tqdm(datamodule.split_loader("test"), desc=f"test split through {path.name}",
                                                unit="batch", leave=False))
             metrics |= {f"deploy/{key}/{name}": value for name, value in scores.items()}
     return files, metrics

@@ -16,15 +16,19 @@ class AudioDataModule(pl.LightningDataModule):
     """Builds train/val/test datasets from factories called with `sample_rate=` (Hydra partials).
 
     Items are dicts of `noisy`, `clean` (waveforms) and `vad` (10 ms labels); batches add `length`.
+    An optional `test_unseen` factory adds a second test split (noises and voices training never
+    drew); tasks then log `test_unseen/*` beside `test/*`.
     """
 
     def __init__(self, sample_rate: int, train: DatasetFactory, val: DatasetFactory, test: DatasetFactory,
-                 batch_size: int = 32, eval_batch_size: int = 8, num_workers: int = 0,
-                 shuffle_train: bool = False) -> None:
+                 test_unseen: DatasetFactory | None = None, batch_size: int = 32, eval_batch_size: int = 8,
+                 num_workers: int = 0, shuffle_train: bool = False) -> None:
         """shuffle_train: shuffle file order (folders); on-the-fly mixers draw their own items."""
         super().__init__()
         self.sample_rate = sample_rate
         self.factories = {"train": train, "val": val, "test": test}
+        if test_unseen is not None:
+            self.factories["test_unseen"] = test_unseen
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.shuffle_train = shuffle_train
         self.datasets: dict[str, Dataset] = {}
@@ -64,5 +68,15 @@ class AudioDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        """The splits `test_dataloader` serves, in its order: test, then test_unseen if configured."""
+        return tuple(split for split in self.factories if split.startswith("test"))
+
+    def split_loader(self, split: str) -> DataLoader:
+        """The evaluation loader of one split."""
+        return self._loader(split, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        loaders = [self.split_loader(split) for split in self.test_splits]
+        return loaders[0] if len(loaders) == 1 else loaders

@@ -1,7 +1,10 @@
 """On-the-fly mixing of clean speech and noise, and the 10 ms VAD labels of the clean speech.
 
-Training draws a fresh pairing, SNR, gain and crop for every item, so every epoch sees new
-mixtures; evaluation splits draw them from a fixed seed per item, so they never change.
+Training draws a fresh pairing, SNR, gain, crop, level changes and clipping for every item, so
+every epoch sees new mixtures; evaluation splits draw them from a fixed seed per item, so they
+never change. Rooms and device responses come with the clips (`synthetic` applies them once, when
+it makes its cache), so an item costs a few array operations: the mixer keeps far ahead of training
+(`benchmarks/data_pipeline.py`).
 """
 
 from __future__ import annotations
@@ -12,38 +15,67 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from speechcompress.data.microphone import clip_peaks, level_changes
+
 VAD_FRAME_SECONDS = 0.01
+
+
+def frame_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean square of each 10 ms frame of `x` (the last one zero-padded to a whole frame)."""
+    hop = int(round(sample_rate * VAD_FRAME_SECONDS))
+    frames = -(-len(x) // hop)
+    if frames * hop != len(x):
+        x = np.pad(x, (0, frames * hop - len(x)))
+    blocks = x.reshape(frames, hop)
+    return np.einsum("ij,ij->i", blocks, blocks) / hop
+
+
+def _labels(energy: np.ndarray, threshold_db: float = -40.0, floor: float = 1e-7) -> np.ndarray:
+    threshold = max(energy.max(initial=0.0) * 10 ** (threshold_db / 10), floor)
+    return (energy > threshold).astype(np.float32)
 
 
 def vad_labels(clean: np.ndarray, sample_rate: int, threshold_db: float = -40.0, floor: float = 1e-7) -> np.ndarray:
     """1 for each 10 ms frame whose clean energy is within `threshold_db` of the loudest frame."""
-    hop = int(round(sample_rate * VAD_FRAME_SECONDS))
-    frames = -(-len(clean) // hop)
-    padded = np.pad(clean, (0, frames * hop - len(clean)))
-    energy = np.mean(padded.reshape(frames, hop) ** 2, axis=1)
-    threshold = max(energy.max(initial=0.0) * 10 ** (threshold_db / 10), floor)
-    return (energy > threshold).astype(np.float32)
+    return _labels(frame_energy(clean, sample_rate), threshold_db, floor)
+
+
+def _power(x: np.ndarray) -> float:
+    return float(np.dot(x, x)) / max(len(x), 1)
+
+
+def _peak(x: np.ndarray) -> float:
+    return max(float(x.max(initial=0.0)), -float(x.min(initial=0.0)))  # no |x| copy: this runs per item
+
+
+def _scaled_to_snr(noise: np.ndarray, speech_power: float, snr_db: float) -> np.ndarray:
+    noise_power = _power(noise) + 1e-12
+    return noise * np.float32(np.sqrt((speech_power + 1e-12) / (noise_power * 10 ** (snr_db / 10))))
 
 
 def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, active: np.ndarray | None = None) -> np.ndarray:
     """Noise scaled so that speech power (over `active` samples, if given) / noise power = snr_db."""
     speech = clean[active] if active is not None and active.any() else clean
-    speech_power = float(np.mean(speech**2)) + 1e-12
-    noise_power = float(np.mean(noise**2)) + 1e-12
-    return noise * np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
+    return _scaled_to_snr(noise, float(np.mean(np.square(speech))), snr_db)
 
 
-def _crop_or_pad(rng: np.random.Generator, x: np.ndarray, length: int) -> np.ndarray:
-    if len(x) >= length:
-        start = int(rng.integers(0, len(x) - length + 1))
-        return x[start : start + length]
-    start = int(rng.integers(0, length - len(x) + 1))
-    return np.pad(x, (start, length - len(x) - start))
+def _crop_or_pad(rng: np.random.Generator, length: int, *clips: np.ndarray) -> list[np.ndarray]:
+    """The same random `length` window of each of `clips` (all as long as the first), zero-padded at
+    a random place where the clips are shorter."""
+    samples = len(clips[0])
+    if samples >= length:
+        start = int(rng.integers(0, samples - length + 1))
+        return [clip[start : start + length] for clip in clips]
+    start = int(rng.integers(0, length - samples + 1))
+    return [np.pad(clip, (start, length - samples - start)) for clip in clips]
 
 
 def _loop_to(rng: np.random.Generator, x: np.ndarray, length: int) -> np.ndarray:
     """A random excerpt of `x`, looped if `x` is shorter than `length`."""
-    return np.resize(np.roll(x, -int(rng.integers(len(x)))), length)
+    start = int(rng.integers(len(x)))
+    if start + length <= len(x):
+        return x[start : start + length]
+    return np.resize(np.concatenate([x[start:], x[:start]]), length)
 
 
 class RandomDraws:
@@ -71,10 +103,15 @@ class RandomDraws:
 class MixtureDataset(Dataset):
     """Mixes `speech` with `noise` clips (anything indexable that returns float32 arrays).
 
+    `speech` holds the targets; `heard`, if given, what the microphone picked up of each (the
+    same length: reverberant speech, whose target is its direct path and early reflections).
     fixed=True: item i is always the same mixture (val/test); fixed=False: fresh draws (train).
     segment_seconds=None keeps whole utterances (one item per utterance) instead of crops.
     noise_only: the share of items that are noise alone (clean all zeros, labels all 0), which
     teach a VAD not to fire on noise and measure how often it does.
+    level_changes: the share of items whose level wanders within the item (input and target alike);
+    clip: the share whose input alone is clipped lightly. Each of these at 0 draws nothing, so the
+    other draws stay as they were without it.
     """
 
     def __init__(
@@ -89,13 +126,19 @@ class MixtureDataset(Dataset):
         fixed: bool = False,
         seed: int = 0,
         noise_only: float = 0.0,
+        heard: Sequence[np.ndarray] | None = None,
+        level_changes: float = 0.0,
+        clip: float = 0.0,
     ) -> None:
         if len(speech) == 0 or len(noise) == 0:
             raise ValueError("MixtureDataset needs at least one speech clip and one noise clip")
-        if not 0.0 <= noise_only <= 1.0:
-            raise ValueError(f"noise_only is a share of items, between 0 and 1; got {noise_only}")
-        self.noise_only = noise_only
-        self.speech, self.noise = speech, noise
+        for name, share in dict(noise_only=noise_only, level_changes=level_changes, clip=clip).items():
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} is a share of items, between 0 and 1; got {share}")
+        if heard is not None and len(heard) != len(speech):
+            raise ValueError(f"heard has {len(heard)} clips for {len(speech)} speech clips: give one per clip")
+        self.noise_only, self.level_changes, self.clip = noise_only, level_changes, clip
+        self.speech, self.heard, self.noise = speech, heard, noise
         self.sample_rate = sample_rate
         self.length = length if length is not None else len(speech)
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
@@ -105,23 +148,39 @@ class MixtureDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def _speech(self, rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(target, heard) of one item: a whole utterance, or one crop taken from both alike."""
+        chosen = index % len(self.speech) if self.segment is None else int(rng.integers(len(self.speech)))
+        target = np.asarray(self.speech[chosen], dtype=np.float32)
+        heard = target if self.heard is None else np.asarray(self.heard[chosen], dtype=np.float32)
+        if self.segment is None:
+            return target, heard
+        if self.heard is None:
+            (target,) = _crop_or_pad(rng, self.segment, target)
+            return target, target
+        target, heard = _crop_or_pad(rng, self.segment, target, heard)
+        return target, heard
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.draws(index)
-        if self.segment is None:
-            clean = np.asarray(self.speech[index % len(self.speech)], dtype=np.float32)
-        else:
-            clean = _crop_or_pad(rng, self.speech[int(rng.integers(len(self.speech)))], self.segment)
+        clean, heard = self._speech(rng, index)
         noise = _loop_to(rng, np.asarray(self.noise[int(rng.integers(len(self.noise)))], np.float32), len(clean))
         snr_db = rng.uniform(*self.snr_db)
         if self.noise_only and rng.uniform() < self.noise_only:  # no draw at all when off: mixtures stay as they were
-            clean = np.zeros_like(clean)
-        labels = vad_labels(clean, self.sample_rate)
-        if labels.any():
-            active = np.repeat(labels, int(round(self.sample_rate * VAD_FRAME_SECONDS)))[: len(clean)] > 0
-            noise = mix_at_snr(clean, noise, snr_db, active)
-        noisy = clean + noise
-        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(np.mean(noisy**2)) + 1e-9)
-        gain = min(gain, 0.99 / (np.abs(noisy).max() + 1e-9))  # never clip
+            clean = heard = np.zeros_like(clean)
+        energy = frame_energy(clean, self.sample_rate)
+        labels = _labels(energy)
+        if labels.any():  # SNR of what the microphone heard, over the frames that hold speech
+            heard_energy = energy if heard is clean else frame_energy(heard, self.sample_rate)
+            noise = _scaled_to_snr(noise, float(np.mean(heard_energy[labels > 0])), snr_db)
+        noisy = heard + noise
+        if self.level_changes and rng.uniform() < self.level_changes:
+            gain = level_changes(rng, len(noisy), self.sample_rate)
+            noisy, clean = noisy * gain, clean * gain
+        if self.clip and rng.uniform() < self.clip:
+            noisy = clip_peaks(rng, noisy)
+        gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(_power(noisy)) + 1e-9)
+        gain = min(gain, 0.99 / (_peak(noisy) + 1e-9), 0.99 / (_peak(clean) + 1e-9))  # never clip
         return {
             "noisy": torch.from_numpy((noisy * gain).astype(np.float32)),
             "clean": torch.from_numpy((clean * gain).astype(np.float32)),

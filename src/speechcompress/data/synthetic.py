@@ -1,27 +1,46 @@
-"""The embedded corpus: espeak-ng speech and generated noise, cached per split under data/synthetic/.
+"""The embedded corpus: espeak-ng speech, procedural noise and simulated rooms, cached per split
+under data/synthetic/.
 
-Utterances are two to three sentences of random words in one of several languages, spoken by a
-random voice variant at random rate and pitch, with pauses between sentences. Noise clips cover
-every kind in `noise.NOISE_KINDS`; babble is made from talkers synthesised for that purpose.
-Each split is drawn from its own seed, so train, val and test share no utterance or noise clip.
+Utterances are two to three sentences in one of 61 Latin-script languages (real words in five of
+them, pseudo-words read by each language's own rules in all), spoken by a random voice variant
+(whispered and creaky ones among them) at random rate and pitch, with pauses between sentences.
+Noise clips cover the split's families of `noise.NOISE_FAMILIES`; babble is made from talkers
+synthesised for that purpose.
+
+Each split also simulates its own rooms (`rooms.simulate_room`). A share `reverb_speech` of the
+utterances is heard in one of them (the target is then the direct path and early reflections), a
+share `reverb_noise` of the noise clips plays in one, and a share `devices` of each is recorded
+through a random device response (`microphone.random_response`, one per clip: speech and noise
+pass through different ones, as in xiph's training). These are applied once, as the cache is made,
+so mixing stays cheap; level changes and clipping are drawn per item by the mixer.
+
+`held_out` names noise families, languages and voice variants that only the `test_unseen` split
+uses: train, val and test never draw them, so `test_unseen/*` measures what a model does on
+noises and voices it never met. Each split is drawn from its own seed, so no two splits share an
+utterance, a noise clip or a room.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import signal
 from tqdm import tqdm
 
 from speechcompress.data.audio import resample
-from speechcompress.data.noise import NOISE_KINDS
+from speechcompress.data.microphone import random_response
+from speechcompress.data.noise import NOISE_FAMILIES, render_noise
+from speechcompress.data.rooms import reverberate, simulate_room
 from speechcompress.files import atomic_path
 
-CACHE_VERSION = 1
-SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+CACHE_VERSION = 2
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
+UNSEEN_SPLIT = "test_unseen"
 
 WORDS = {
     "en": "the a small house river morning light green never always people water over under quickly "
@@ -41,25 +60,78 @@ WORDS = {
     "seguire sorella numero carta tavolo piccolo aperto bosco chiaro freddo viaggio storia argento "
     "tra macchina oceano ieri montagna dolce semplice lettera estate inverno risposta domanda".split(),
 }
-VOICES = {"en": ["en", "en-us", "en-gb-x-rp"], "de": ["de"], "fr": ["fr"], "es": ["es"], "it": ["it"]}
-VARIANTS = ["", "+f1", "+f2", "+f3", "+f4", "+f5", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7",
-            "+klatt", "+klatt2", "+klatt4", "+croak", "+whisper", "+Andy", "+Annie", "+Gene", "+john"]
+# espeak-ng's installed Latin-script languages, which read pseudo-words by their own spelling rules
+# (text in other scripts would be spelt out or read as English). "fo" is left out: its dictionary
+# is missing from the wheel.
+LANGUAGES = ("af an az bs ca cs cy da de en en-029 en-GB-scotland en-GB-x-rp en-US eo es es-419 et eu fi "
+             "fr fr-BE ga gd gn haw hr ht hu ia id io is it kl la lb lfn lt lv mi ms mt nb nl om pap pl pt "
+             "pt-BR qu ro sk sl sq sv sw tn tr uz vi").split()
+# Voice variants that sound like people (espeak's robot and effect variants are left out).
+VARIANTS = ("none f1 f2 f3 f4 f5 m1 m2 m3 m4 m5 m6 m7 m8 klatt klatt2 klatt3 klatt4 klatt5 klatt6 croak "
+            "whisper whisperf Andy Annie Gene john adam anika aunty belinda benjamin boris caleb david ed "
+            "edward grandma grandpa gustave ian iven linda max michel miguel norbert pablo paul pedro "
+            "quincy rob robert shelby steph travis victor zac Alex Alicia Andrea Denis Diogo Henrique Hugo "
+            "Lee Marco Mario Michael Mike Reed").split()
+_ONSETS = "p t k b d g m n l r s f v h j w ch sh z pr tr kl bl st".split()
+_VOWELS = "a e i o u a e i o u ai ou".split()
+_CODAS = [""] * 6 + "n s l r m t k".split()
+
+
+def _pseudo_word(rng: np.random.Generator) -> str:
+    return "".join(str(rng.choice(_ONSETS)) + str(rng.choice(_VOWELS)) + str(rng.choice(_CODAS))
+                   for _ in range(rng.integers(1, 4)))
+
+
+@dataclass(frozen=True)
+class Voices:
+    """The languages and voice variants a split speaks with."""
+
+    languages: tuple[str, ...]
+    variants: tuple[str, ...]
+
+
+def split_choices(split: str, held_out: Mapping[str, Sequence[str]]) -> tuple[tuple[str, ...], Voices]:
+    """(noise families, voices) of `split`: test_unseen gets exactly the held-out ones, every other
+    split everything else. An unknown name in `held_out` is refused."""
+    every = {"noise": NOISE_FAMILIES, "languages": LANGUAGES, "variants": VARIANTS}
+    for key in held_out:
+        if key not in every:
+            raise ValueError(f"held_out takes {', '.join(every)}; {key!r} is not one of them")
+        unknown = sorted(set(held_out[key]) - set(every[key]))
+        if unknown:
+            raise ValueError(f"held_out.{key} names {unknown}, which the synthetic corpus does not have; "
+                             f"choose from {', '.join(every[key])}")
+
+    def chosen(key: str, every: Sequence[str]) -> tuple[str, ...]:
+        kept = set(held_out.get(key, ()))
+        names = tuple(n for n in every if (n in kept) == (split == UNSEEN_SPLIT))
+        if not names:
+            side = "held out" if split == UNSEEN_SPLIT else "left once the held-out ones are removed"
+            hint = " (or drop the unseen split: data.test_unseen=null)" if split == UNSEEN_SPLIT else ""
+            raise ValueError(f"split {split!r} has no {key} {side}: check held_out.{key}{hint}")
+        return names
+
+    return chosen("noise", NOISE_FAMILIES), Voices(chosen("languages", LANGUAGES), chosen("variants", VARIANTS))
 
 
 @dataclass
 class SyntheticSplit:
-    speech: list[np.ndarray]  # float32 clean utterances at the requested sample rate
+    speech: list[np.ndarray]  # float32 target utterances at the requested sample rate
+    heard: list[np.ndarray]  # what the microphone picks up of each (reverberant where a room was drawn)
     noise: list[np.ndarray]  # float32 noise clips, unit RMS
-    noise_kinds: list[str]  # the kind of each noise clip
+    noise_kinds: list[str]  # the family of each noise clip
 
 
-def _random_utterance(rng: np.random.Generator, synth, sample_rate: int) -> np.ndarray:
-    language = str(rng.choice(list(WORDS)))
-    voice = str(rng.choice(VOICES[language])) + str(rng.choice(VARIANTS))
-    rate, pitch, pitch_range = rng.integers(120, 230), rng.integers(15, 85), rng.integers(20, 90)
+def _random_utterance(rng: np.random.Generator, synth, sample_rate: int, voices: Voices) -> np.ndarray:
+    language = str(rng.choice(voices.languages))
+    variant = str(rng.choice(voices.variants))
+    voice = language + ("" if variant == "none" else "+" + variant)
+    rate, pitch, pitch_range = rng.integers(100, 300), rng.integers(5, 95), rng.integers(10, 100)
+    real_words = language in WORDS and rng.uniform() < 0.5
     parts = [np.zeros(int(rng.uniform(0.1, 0.5) * sample_rate), np.float32)]
     for _ in range(rng.integers(2, 4)):
-        words = rng.choice(WORDS[language], size=rng.integers(3, 9))
+        count = rng.integers(3, 9)
+        words = rng.choice(WORDS[language], size=count) if real_words else [_pseudo_word(rng) for _ in range(count)]
         spoken = synth.synthesize(" ".join(words) + ".", voice, rate, pitch, pitch_range)
         parts.append(resample(spoken, synth.sample_rate, sample_rate))
         parts.append(np.zeros(int(rng.uniform(0.15, 0.9) * sample_rate), np.float32))
@@ -87,54 +159,97 @@ def load_synthetic_split(
     sample_rate: int = 16000,
     seed: int = 1234,
     utterances: int = 400,
-    noise_clips_per_kind: int = 12,
+    noise_clips_per_family: int = 8,
     noise_seconds: float = 8.0,
     babble_talkers: int = 40,
+    rooms: int = 32,
+    reverb_speech: float = 0.0,
+    reverb_noise: float = 0.0,
+    devices: float = 0.0,
+    held_out: Mapping[str, Sequence[str]] | None = None,
 ) -> SyntheticSplit:
     """Load one split from the cache, generating and caching it first if needed (with a progress bar)."""
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
+    held_out = {key: sorted(names) for key, names in (held_out or {}).items()}
+    families, voices = split_choices(split, held_out)
     settings = dict(version=CACHE_VERSION, sample_rate=sample_rate, seed=seed, utterances=utterances,
-                    noise_clips_per_kind=noise_clips_per_kind, noise_seconds=noise_seconds,
-                    babble_talkers=babble_talkers)
+                    noise_clips_per_family=noise_clips_per_family, noise_seconds=noise_seconds,
+                    babble_talkers=babble_talkers, rooms=rooms, reverb_speech=reverb_speech,
+                    reverb_noise=reverb_noise, devices=devices, held_out=held_out)
+    for name in ("reverb_speech", "reverb_noise", "devices"):
+        if not 0.0 <= settings[name] <= 1.0:
+            raise ValueError(f"{name} is a share of clips, between 0 and 1; got {settings[name]}")
+    if (reverb_speech or reverb_noise) and rooms < 1:
+        raise ValueError("reverb_speech / reverb_noise need rooms to play in: set rooms > 0, or both shares to 0")
     path = _cache_path(Path(cache_dir), split, settings)
     if not path.exists():
-        _generate(path, split, settings)
+        _generate(path, split, settings, families, voices)
     with np.load(path) as cached:
         speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
+        heard = _unpack(cached["heard"].astype(np.float32) / 32767, cached["speech_offsets"])
         noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
         kinds = [str(k) for k in cached["noise_kinds"]]
-    return SyntheticSplit(speech, noise, kinds)
+    return SyntheticSplit(speech, heard, noise, kinds)
 
 
-def _generate(path: Path, split: str, settings: dict) -> None:
+def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
     from speechcompress.data.espeak import EspeakSynthesizer  # loads the C library only when needed
 
     synth = EspeakSynthesizer()
     sample_rate = settings["sample_rate"]
-    speech_rng, noise_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part]) for part in (0, 1))
-    total = settings["utterances"] + settings["babble_talkers"] + settings["noise_clips_per_kind"] * len(NOISE_KINDS)
-    with tqdm(total=total, desc=f"synthesising {split} speech and noise (once, cached in {path.parent})") as bar:
+    speech_rng, noise_rng, room_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part])
+                                       for part in (0, 1, 2))
+    clips = settings["noise_clips_per_family"] * len(families)
+    total = settings["utterances"] + settings["babble_talkers"] + clips + settings["rooms"]
+    with tqdm(total=total, desc=f"synthesising {split} speech, noise and rooms (once, cached in {path.parent})") as bar:
         speech = []
         for _ in range(settings["utterances"]):
-            speech.append(_random_utterance(speech_rng, synth, sample_rate))
+            speech.append(_random_utterance(speech_rng, synth, sample_rate, voices))
             bar.update()
         talkers = []
         for _ in range(settings["babble_talkers"]):
-            talkers.append(_random_utterance(noise_rng, synth, sample_rate))
+            talkers.append(_random_utterance(noise_rng, synth, sample_rate, voices))
             bar.update()
         noise, kinds = [], []
         n = int(settings["noise_seconds"] * sample_rate)
-        for kind, generate in NOISE_KINDS.items():
-            for _ in range(settings["noise_clips_per_kind"]):
-                noise.append(generate(noise_rng, n, sample_rate, speech=talkers))
-                kinds.append(kind)
+        for family in families:
+            for _ in range(settings["noise_clips_per_family"]):
+                noise.append(render_noise(family, noise_rng, n, sample_rate, talkers, pool=families))
+                kinds.append(family)
                 bar.update()
+        rooms = []
+        for _ in range(settings["rooms"]):
+            rooms.append(simulate_room(room_rng, sample_rate))
+            bar.update()
+    heard = []
+    for i, dry in enumerate(speech):
+        target, wet = record(room_rng, dry, rooms, settings["reverb_speech"], settings["devices"], sample_rate)
+        peak = 0.9 / (max(np.abs(target).max(), np.abs(wet).max()) + 1e-9)  # int16 holds both, at one scale
+        speech[i], wet = target * peak, wet * peak
+        heard.append(wet)
+    for i, clip in enumerate(noise):
+        noise[i] = record(room_rng, clip, rooms, settings["reverb_noise"], settings["devices"], sample_rate)[1]
+        noise[i] /= np.sqrt(np.mean(noise[i] ** 2)) + 1e-12
     speech_samples, speech_offsets = _pack(speech)
     noise_samples, noise_offsets = _pack(noise)
     with atomic_path(path) as partial, partial.open("wb") as handle:  # a killed run never leaves a half-written cache
         np.savez(handle, speech=(speech_samples * 32767).astype(np.int16), speech_offsets=speech_offsets,
+                 heard=(_pack(heard)[0] * 32767).astype(np.int16),
                  noise=noise_samples.astype(np.float16), noise_offsets=noise_offsets, noise_kinds=np.array(kinds))
+
+
+def record(rng: np.random.Generator, dry: np.ndarray, rooms: list, reverb: float, devices: float,
+            sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(target, heard) of a clip: in a random room for a share `reverb` of clips (target: its direct
+    path and early reflections), through a random device for a share `devices` (both alike)."""
+    target = heard = dry
+    if reverb and rng.uniform() < reverb:
+        heard, target = reverberate(dry, rooms[int(rng.integers(len(rooms)))], sample_rate)
+    if devices and rng.uniform() < devices:
+        response = random_response(rng, sample_rate)
+        target, heard = signal.sosfilt(response, np.stack([target, heard])).astype(np.float32)
+    return target, heard
 
 
 def synthetic_mixtures(
@@ -143,14 +258,19 @@ def synthetic_mixtures(
     cache_dir: str | Path,
     corpus_seed: int = 1234,
     utterances: int = 400,
-    noise_clips_per_kind: int = 12,
+    noise_clips_per_family: int = 8,
     noise_seconds: float = 8.0,
     babble_talkers: int = 40,
+    rooms: int = 32,
+    reverb_speech: float = 0.0,
+    reverb_noise: float = 0.0,
+    devices: float = 0.0,
+    held_out: Mapping[str, Sequence[str]] | None = None,
     **mixing,
 ):
     """A `MixtureDataset` over one cached synthetic split; `mixing` goes to MixtureDataset."""
     from speechcompress.data.mixing import MixtureDataset
 
-    corpus = load_synthetic_split(cache_dir, split, sample_rate, corpus_seed, utterances,
-                                  noise_clips_per_kind, noise_seconds, babble_talkers)
-    return MixtureDataset(corpus.speech, corpus.noise, sample_rate, **mixing)
+    corpus = load_synthetic_split(cache_dir, split, sample_rate, corpus_seed, utterances, noise_clips_per_family,
+                                  noise_seconds, babble_talkers, rooms, reverb_speech, reverb_noise, devices, held_out)
+    return MixtureDataset(corpus.speech, corpus.noise, sample_rate, heard=corpus.heard, **mixing)

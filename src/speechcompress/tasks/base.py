@@ -48,6 +48,11 @@ class SpeechTask(pl.LightningModule):
             # which changes nothing but tells Lightning the figure is global
             self.log(f"{stage}/{name}", scores.get(name, math.nan), prog_bar=name == prog_bar, sync_dist=True)
 
+    def test_splits(self) -> tuple[str, ...]:
+        """The names of the splits `trainer.test` runs, by dataloader index (`test`, then
+        `test_unseen` where the data has one); each split's figures are logged under its name."""
+        return getattr(self.trainer.datamodule, "test_splits", ("test",))
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.model.parameters(), **self.hparams.optimizer)
         decay = self.hparams.lr_decay

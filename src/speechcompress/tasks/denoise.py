@@ -56,7 +56,7 @@ class DenoiseTask(SpeechTask):
         self.sample_rate: int = self.model.sample_rate
         self.examples: list[dict[str, np.ndarray]] = []
         self.val_quality = SpeechQuality(self.sample_rate, with_noisy=False)
-        self.test_quality = SpeechQuality(self.sample_rate, with_noisy=True)
+        self.test_quality: dict[str, SpeechQuality] = {}  # per test split, made when testing starts
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy).enhanced
@@ -87,17 +87,21 @@ class DenoiseTask(SpeechTask):
 
     def on_test_epoch_start(self) -> None:
         self.examples = []
+        self.test_quality = {split: SpeechQuality(self.sample_rate, with_noisy=True).to(self.device)
+                             for split in self.test_splits()}
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         enhanced = self.infer(batch["noisy"])
-        self.test_quality.update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
+        split = self.test_splits()[dataloader_idx]
+        self.test_quality[split].update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
         for i, length in enumerate(batch["length"].tolist()):
-            if len(self.examples) < self.hparams.examples:
+            if dataloader_idx == 0 and len(self.examples) < self.hparams.examples:
                 self.examples.append({name: t[i, :length].float().cpu().numpy() for name, t in
                                       (("noisy", batch["noisy"]), ("enhanced", enhanced), ("clean", batch["clean"]))})
 
     def on_test_epoch_end(self) -> None:
-        self.log_scores("test", self.test_quality)
+        for split, quality in self.test_quality.items():
+            self.log_scores(split, quality)
 
     def score(self, model: nn.Module, batches) -> dict[str, float]:
         quality = SpeechQuality(self.sample_rate, with_noisy=False, sync_on_compute=False)
@@ -108,10 +112,15 @@ class DenoiseTask(SpeechTask):
 
     # --- reporting ----------------------------------------------------------------------------------
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
-        lines = [f"{'test split':<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}"]
-        for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
-            enhanced, noisy = metrics.get(f"test/{name}", math.nan), metrics.get(f"test/{name}_noisy", math.nan)
-            lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")
+        lines = []
+        for split, title in (("test", "test split"), ("test_unseen", "unseen split")):
+            if split != "test" and f"{split}/pesq" not in metrics:
+                continue
+            lines.append(f"{title:<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}"
+                         + ("   (noises and voices training never drew)" if split != "test" else ""))
+            for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
+                enhanced, noisy = metrics.get(f"{split}/{name}", math.nan), metrics.get(f"{split}/{name}_noisy", math.nan)
+                lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")
         lines.append(f"PESQ errors     {int(metrics.get('test/pesq_errors', 0))} enhanced, "
                      f"{int(metrics.get('test/pesq_errors_noisy', 0))} noisy, of {int(metrics.get('test/items', 0))} items "
                      f"(left out of the PESQ means)")

@@ -53,8 +53,8 @@ class VADTask(SpeechTask):
         self.segment_config = SegmentConfig(**(segments or {}))
         self.examples: list[dict[str, np.ndarray]] = []
         threshold = self.segment_config.threshold
-        self.val_frames, self.test_frames = FrameVAD(threshold), FrameVAD(threshold)
-        self.test_segments = SegmentVAD(self.segment_config, collar)
+        self.val_frames = FrameVAD(threshold)
+        self.test_metrics: dict[str, tuple[FrameVAD, SegmentVAD]] = {}  # per test split, made when testing starts
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy).speech_probability()
@@ -109,20 +109,24 @@ class VADTask(SpeechTask):
 
     def on_test_epoch_start(self) -> None:
         self.examples = []
+        self.test_metrics = {split: (FrameVAD(self.segment_config.threshold).to(self.device),
+                                     SegmentVAD(self.segment_config, self.hparams.collar).to(self.device))
+                             for split in self.test_splits()}
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         probabilities, labels, valid = self._probabilities(batch, self.model(batch["noisy"]))
-        self.test_frames.update(probabilities, labels, valid, batch["index"])
-        self.test_segments.update(probabilities, labels, valid, batch["index"])
+        for metric in self.test_metrics[self.test_splits()[dataloader_idx]]:
+            metric.update(probabilities, labels, valid, batch["index"])
         for i in range(len(labels)):
-            if len(self.examples) < self.hparams.examples:
+            if dataloader_idx == 0 and len(self.examples) < self.hparams.examples:
                 self.examples.append({"noisy": batch["noisy"][i, : batch["length"][i]].float().cpu().numpy(),
                                       "probability": probabilities[i, valid[i]].float().cpu().numpy(),
                                       "labels": labels[i, valid[i]].float().cpu().numpy()})
 
     def on_test_epoch_end(self) -> None:
-        self.log_scores("test", self.test_frames)
-        self.log_scores("test", self.test_segments)
+        for split, metrics in self.test_metrics.items():
+            for metric in metrics:
+                self.log_scores(split, metric)
 
     @torch.no_grad()
     def score(self, model: nn.Module, batches) -> dict[str, float]:
@@ -149,7 +153,10 @@ class VADTask(SpeechTask):
             f"noise-only FA   {get('noise_false_alarm'):.4f} of frames called speech",
             f"segments        precision {get('segment_precision'):.3f}, recall {get('segment_recall'):.3f} "
             f"(collar {self.hparams.collar} s)",
-        ]
+        ] + ([
+            f"unseen split    frame F1 {metrics['test_unseen/f1']:.4f}, ROC-AUC {metrics['test_unseen/auc']:.4f}, "
+            f"noise-only FA {metrics['test_unseen/noise_false_alarm']:.4f} (noises and voices training never drew)",
+        ] if "test_unseen/f1" in metrics else [])
 
     def write_examples(self, folder: Path) -> list[Path]:
         return write_vad_examples(self.examples, self.sample_rate, self.segment_config, folder)

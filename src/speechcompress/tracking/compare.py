@@ -18,8 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from speechcompress.tracking.sweep import ROLE_TAG, SWEEP_TAG
 
-LOWER_IS_BETTER = {"test/dcf", "test/noise_false_alarm", "test/false_alarms_per_hour", "val/loss"}
-QUALITY_COLUMNS = ("test/pesq", "test/stoi", "test/si_sdr", "test/f1", "test/auc", "test/dcf", "test/noise_false_alarm")
+LOWER_IS_BETTER = {f"{split}/{name}" for split in ("test", "test_unseen")
+                   for name in ("dcf", "noise_false_alarm", "false_alarms_per_hour")} | {"val/loss"}
+QUALITY_COLUMNS = ("test/pesq", "test/stoi", "test/si_sdr", "test/f1", "test/auc", "test/dcf", "test/noise_false_alarm",
+                   "test_unseen/pesq", "test_unseen/f1", "test_unseen/noise_false_alarm")  # the seen-to-unseen gap
 LATENCY = "latency/rtf"
 LABELS = {
     "test/pesq": "PESQ-wb (MOS-LQO)", "test/stoi": "STOI", "test/si_sdr": "SI-SDR (dB)", "test/f1": "frame F1",
