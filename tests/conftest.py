@@ -35,7 +35,8 @@ TINY = [
 TINY_FSMN = ["model.input_affine=48", "model.hidden=64", "model.proj=32", "model.layers=2", "model.output_affine=32"]
 TINY_FRCRN = ["model.channels=4", "model.encoder_kernels=[[5,2],[5,2],[5,2]]", "model.fsmn_order=3",
               "model.fsmn_hidden=8", "model.se_reduction=2"]
-TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2"]
+TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2",
+            "data.test.noise_only=0.2"]
 
 
 def exporting(overrides: list[str]) -> list[str]:

@@ -42,9 +42,11 @@ def random_response(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
 
 def level_changes(rng: np.random.Generator, n: int, sample_rate: int, depth_db: float = 6.0) -> np.ndarray:
     """A smooth gain curve that wanders by up to about ±depth_db within an item (a talker moving,
-    an automatic gain control)."""
-    curve = np.clip(random_curve(rng, n, sample_rate, rng.uniform(0.3, 2.0)), -1.5, 1.5)
-    return (10 ** (rng.uniform(0, depth_db) * curve / 20)).astype(np.float32)
+    an automatic gain control). It is drawn one value per millisecond, held for the millisecond:
+    the steps are hundredths of a dB, and the curve costs a sixteenth as much."""
+    hold = max(1, sample_rate // 1000)
+    curve = np.clip(random_curve(rng, n // hold + 1, sample_rate / hold, rng.uniform(0.3, 2.0)), -1.5, 1.5)
+    return np.repeat((10 ** (rng.uniform(0, depth_db) * curve / 20)).astype(np.float32), hold)[:n]
 
 
 def clip_peaks(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:

@@ -75,6 +75,8 @@ def _loop_to(rng: np.random.Generator, x: np.ndarray, length: int) -> np.ndarray
     start = int(rng.integers(len(x)))
     if start + length <= len(x):
         return x[start : start + length]
+    if length <= len(x):  # wraps around once: join the two pieces, not the whole clip
+        return np.concatenate([x[start:], x[: length - (len(x) - start)]])
     return np.resize(np.concatenate([x[start:], x[:start]]), length)
 
 
@@ -182,8 +184,8 @@ class MixtureDataset(Dataset):
         gain = 10 ** (rng.uniform(*self.level_db) / 20) / (np.sqrt(_power(noisy)) + 1e-9)
         gain = min(gain, 0.99 / (_peak(noisy) + 1e-9), 0.99 / (_peak(clean) + 1e-9))  # never clip
         return {
-            "noisy": torch.from_numpy((noisy * gain).astype(np.float32)),
-            "clean": torch.from_numpy((clean * gain).astype(np.float32)),
+            "noisy": torch.from_numpy(np.asarray(noisy * gain, dtype=np.float32)),
+            "clean": torch.from_numpy(np.asarray(clean * gain, dtype=np.float32)),
             "vad": torch.from_numpy(labels),
             "index": torch.tensor(index),
         }

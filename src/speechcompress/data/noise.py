@@ -1,9 +1,10 @@
-"""Procedural noise: 22 families of what on-device audio meets, and mixtures of two or three.
+"""Procedural noise, 25 families: 23 kinds of sound that on-device audio meets, crowd babble, and
+mixtures of two or three of the others.
 
 Every family draws its own parameters (slopes, rates, pitches, envelopes) from the numpy
 Generator it is given, so a clip is fixed by the seed that drew it and no two clips of a family
 sound alike. Every clip comes back at unit RMS, so the mixer alone sets the SNR. Families are
-written for any sample rate: nothing is placed above 0.45 × the rate.
+written for any sample rate: no tone or filter edge is placed above 0.45 × the rate.
 
 `render_noise(family, ...)` is the one entry point; `NOISE_FAMILIES` lists the names.
 `data/README.md` describes each family in one line.
@@ -50,7 +51,7 @@ def _filtered(x: np.ndarray, sample_rate: int, low: float | None = None, high: f
     return signal.sosfilt(sos, x)
 
 
-def random_curve(rng: np.random.Generator, n: int, sample_rate: int, rate_hz: float) -> np.ndarray:
+def random_curve(rng: np.random.Generator, n: int, sample_rate: float, rate_hz: float) -> np.ndarray:
     """A smooth random curve of about zero mean and unit spread that changes about `rate_hz` times a
     second: random knots joined by straight lines, averaged over one knot spacing (a quadratic
     B-spline), computed every `step` samples and joined by lines again, which costs far less and
@@ -404,12 +405,55 @@ def water(rng, n, sample_rate):
     return _unit_rms(_unit_rms(rush) + rng.uniform(0.2, 1.0) * _unit_rms(bubbles))
 
 
+def whistle(rng, n, sample_rate):
+    """Whistles: a kettle's steady shriek, a referee's trilled blasts, or a whistled tune that glides
+    between notes; a nearly pure tone with breath noise."""
+    t = np.arange(n) / sample_rate
+    kind = rng.integers(3)
+    if kind == 0:  # kettle: rises to a steady pitch
+        freq = rng.uniform(1500, 3500) * (1 - 0.3 * np.exp(-t / rng.uniform(0.5, 3.0)))
+        gate = np.ones(n)
+    elif kind == 1:  # referee: trilled by the pea, in blasts
+        freq = rng.uniform(2500, 4000) * (1 + 0.03 * np.sign(np.sin(2 * np.pi * rng.uniform(20, 40) * t)))
+        gate = _gate(rng, n, sample_rate, (0.8, 2.5), (0.2, 0.6))
+    else:  # a tune: notes held and glided between
+        notes = np.repeat(rng.uniform(800, 2500, int(n / sample_rate / 0.2) + 2), int(0.2 * sample_rate))[:n]
+        freq = signal.sosfiltfilt(signal.butter(1, 8, fs=sample_rate, output="sos"), notes)
+        gate = _gate(rng, n, sample_rate, (2.0, 5.0), (0.6, 0.9))
+    tone = _harmonics(freq, n, sample_rate, [1, rng.uniform(0, 0.1)], rng)
+    breath = _filtered(rng.standard_normal(n), sample_rate, 1000, 6000)
+    return _unit_rms(gate * (_unit_rms(tone) + rng.uniform(0.05, 0.3) * _unit_rms(breath)) + 0.01 * _colored(rng, n, 1.0))
+
+
+def insects(rng, n, sample_rate):
+    """Insects: crickets' pulsed chirps or cicadas' buzzing drone, high tones modulated fast, a few at once."""
+    t = np.arange(n) / sample_rate
+    out = 0.02 * _colored(rng, n, 1.0)
+    for _ in range(rng.integers(1, 5)):
+        carrier = _harmonics(rng.uniform(3000, 7000), n, sample_rate, [1, rng.uniform(0, 0.3)], rng)
+        pulses = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * rng.uniform(15, 60) * t + rng.uniform(0, 6.3)))
+        if rng.uniform() < 0.5:  # cricket: pulses in chirps
+            pulses *= _gate(rng, n, sample_rate, (0.3, 1.0), (0.2, 0.5))
+        out += rng.uniform(0.3, 1.0) * carrier * pulses
+    return _unit_rms(out)
+
+
+def feedback(rng, n, sample_rate):
+    """Acoustic feedback and squeals: a pure tone that swells and glides (a howling PA, squealing
+    brakes), with its onsets and fades."""
+    freq = rng.uniform(300, 4000) * (1 + rng.uniform(0, 0.05) * random_curve(rng, n, sample_rate, 0.5))
+    swell = np.clip(random_curve(rng, n, sample_rate, rng.uniform(0.2, 1.0)) + rng.uniform(0, 1), 0, None) ** 2
+    tone = _harmonics(freq, n, sample_rate, [1, rng.uniform(0, 0.2), rng.uniform(0, 0.1)], rng)
+    return _unit_rms(tone * swell + 0.05 * _colored(rng, n, 1.0))
+
+
 def babble(rng, n, sample_rate, talkers: Sequence[np.ndarray]):
-    """Crowd babble at a random density: 2 to 20 other talkers, each looped from a random start, at random levels."""
+    """Crowd babble at a random density: 5 to 20 other talkers, each looped from a random start, at random
+    levels. Fewer would be conversation a VAD should call speech, not noise."""
     if not talkers:
         raise ValueError("babble noise needs a pool of talkers' speech")
     out = np.zeros(n)
-    for _ in range(rng.integers(2, 21)):
+    for _ in range(rng.integers(5, 21)):
         talker = talkers[rng.integers(len(talkers))]
         looped = np.resize(np.roll(talker, -int(rng.integers(len(talker)))), n)
         out += _unit_rms(looped) * 10 ** (rng.uniform(-6, 0) / 20)
@@ -420,7 +464,7 @@ SIGNAL_FAMILIES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]
     "colored": colored, "fan": fan, "engine": engine, "hum": hum, "buzz": buzz, "vacuum": vacuum,
     "traffic": traffic, "rain": rain, "wind": wind, "keyboard": keyboard, "dishes": dishes, "door": door,
     "footsteps": footsteps, "music": music, "tv": tv, "siren": siren, "alarm": alarm, "birds": birds,
-    "machinery": machinery, "water": water,
+    "machinery": machinery, "water": water, "whistle": whistle, "insects": insects, "feedback": feedback,
 }
 NOISE_FAMILIES: tuple[str, ...] = (*SIGNAL_FAMILIES, "babble", "mixture")
 

@@ -38,7 +38,7 @@ from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.rooms import reverberate, simulate_room
 from speechcompress.files import atomic_path
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
 UNSEEN_SPLIT = "test_unseen"
 
