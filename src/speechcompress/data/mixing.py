@@ -157,7 +157,7 @@ class MixtureDataset(Dataset):
         heard = target if self.heard is None else np.asarray(self.heard[chosen], dtype=np.float32)
         if self.segment is None:
             return target, heard
-        if self.heard is None:
+        if heard is target:  # dry speech: one crop serves as both, and `__getitem__` sees that it does
             (target,) = _crop_or_pad(rng, self.segment, target)
             return target, target
         target, heard = _crop_or_pad(rng, self.segment, target, heard)

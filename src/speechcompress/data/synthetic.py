@@ -38,7 +38,7 @@ from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.rooms import reverberate, simulate_room
 from speechcompress.files import atomic_path
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
 UNSEEN_SPLIT = "test_unseen"
 
@@ -117,7 +117,8 @@ def split_choices(split: str, held_out: Mapping[str, Sequence[str]]) -> tuple[tu
 @dataclass
 class SyntheticSplit:
     speech: list[np.ndarray]  # float32 target utterances at the requested sample rate
-    heard: list[np.ndarray]  # what the microphone picks up of each (reverberant where a room was drawn)
+    heard: list[np.ndarray]  # what the microphone picks up of each: reverberant where a room was drawn, else
+    # the target's own array
     noise: list[np.ndarray]  # float32 noise clips, unit RMS
     noise_kinds: list[str]  # the family of each noise clip
 
@@ -187,7 +188,10 @@ def load_synthetic_split(
         _generate(path, split, settings, families, voices)
     with np.load(path) as cached:
         speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
-        heard = _unpack(cached["heard"].astype(np.float32) / 32767, cached["speech_offsets"])
+        heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
+        for i, wet in zip(cached["heard_ids"], _unpack(cached["heard"].astype(np.float32) / 32767,
+                                                        cached["heard_offsets"]), strict=True):
+            heard[i] = wet
         noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
         kinds = [str(k) for k in cached["noise_kinds"]]
     return SyntheticSplit(speech, heard, noise, kinds)
@@ -222,20 +226,24 @@ def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...],
         for _ in range(settings["rooms"]):
             rooms.append(simulate_room(room_rng, sample_rate))
             bar.update()
-    heard = []
+    heard, heard_ids = [], []  # only reverberant utterances hear something other than their target
     for i, dry in enumerate(speech):
         target, wet = record(room_rng, dry, rooms, settings["reverb_speech"], settings["devices"], sample_rate)
         peak = 0.9 / (max(np.abs(target).max(), np.abs(wet).max()) + 1e-9)  # int16 holds both, at one scale
-        speech[i], wet = target * peak, wet * peak
-        heard.append(wet)
+        speech[i] = target * peak
+        if wet is not target:
+            heard.append(wet * peak)
+            heard_ids.append(i)
     for i, clip in enumerate(noise):
         noise[i] = record(room_rng, clip, rooms, settings["reverb_noise"], settings["devices"], sample_rate)[1]
         noise[i] /= np.sqrt(np.mean(noise[i] ** 2)) + 1e-12
     speech_samples, speech_offsets = _pack(speech)
     noise_samples, noise_offsets = _pack(noise)
+    heard_samples, heard_offsets = _pack(heard) if heard else (np.zeros(0, np.float32), np.zeros(1, np.int64))
+    heard_ids = np.array(heard_ids, dtype=np.int64)
     with atomic_path(path) as partial, partial.open("wb") as handle:  # a killed run never leaves a half-written cache
         np.savez(handle, speech=(speech_samples * 32767).astype(np.int16), speech_offsets=speech_offsets,
-                 heard=(_pack(heard)[0] * 32767).astype(np.int16),
+                 heard=(heard_samples * 32767).astype(np.int16), heard_offsets=heard_offsets, heard_ids=heard_ids,
                  noise=noise_samples.astype(np.float16), noise_offsets=noise_offsets, noise_kinds=np.array(kinds))
 
 
@@ -248,7 +256,10 @@ def record(rng: np.random.Generator, dry: np.ndarray, rooms: list, reverb: float
         heard, target = reverberate(dry, rooms[int(rng.integers(len(rooms)))], sample_rate)
     if devices and rng.uniform() < devices:
         response = random_response(rng, sample_rate)
-        target, heard = signal.sosfilt(response, np.stack([target, heard])).astype(np.float32)
+        if heard is target:  # dry: one array serves as both
+            target = heard = signal.sosfilt(response, target).astype(np.float32)
+        else:
+            target, heard = signal.sosfilt(response, np.stack([target, heard])).astype(np.float32)
     return target, heard
 
 
