@@ -20,7 +20,7 @@ TINY_RUN = [
     "data.val.utterances=8", "data.val.noise_clips_per_family=1", "data.val.babble_talkers=4", "data.val.rooms=2",
     "data.val.length=8", "data.val.segment_seconds=2.0",
     "data.test.utterances=8", "data.test.noise_clips_per_family=1", "data.test.babble_talkers=4", "data.test.rooms=2",
-    "data.test_unseen.noise_clips_per_family=2",  # (utterances, talkers and rooms follow data.test)
+    "data.test_unseen=null",  # most runs skip the unseen split; `with_unseen` keeps it
     "task.lr_decay=0", "task.optimizer.lr=3e-3",
     "trainer.max_steps=300", "trainer.val_check_interval=150", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "trainer.accelerator=cpu",
@@ -37,6 +37,12 @@ TINY_FRCRN = ["model.channels=4", "model.encoder_kernels=[[5,2],[5,2],[5,2]]", "
               "model.fsmn_hidden=8", "model.se_reduction=2"]
 TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2",
             "data.test.noise_only=0.2"]
+
+
+def with_unseen(overrides: list[str]) -> list[str]:
+    """The same overrides with the test_unseen split kept (small: utterances, talkers and rooms
+    follow data.test), for the runs that check `test_unseen/*`."""
+    return [("data.test_unseen.noise_clips_per_family=2" if o == "data.test_unseen=null" else o) for o in overrides]
 
 
 def exporting(overrides: list[str]) -> list[str]:
@@ -64,7 +70,7 @@ def tiny_run(tmp_path_factory):
     from speechcompress.train import run
 
     root = tmp_path_factory.mktemp("tiny_run")
-    cfg = compose_config(["+experiment=rnnoise", *exporting(TINY), *sandbox_overrides(root)])
+    cfg = compose_config(["+experiment=rnnoise", *with_unseen(exporting(TINY)), *sandbox_overrides(root)])
     metrics = run(cfg)
     return cfg, metrics
 
@@ -75,7 +81,7 @@ def tiny_vad_run(tmp_path_factory):
     from speechcompress.train import run
 
     root = tmp_path_factory.mktemp("tiny_vad_run")
-    cfg = compose_config(["+experiment=fsmn_vad", *exporting(TINY_VAD), *sandbox_overrides(root)])
+    cfg = compose_config(["+experiment=fsmn_vad", *with_unseen(exporting(TINY_VAD)), *sandbox_overrides(root)])
     metrics = run(cfg)
     (checkpoint,) = (root / "experiments" / "runs" / "fsmn_vad").glob("*/checkpoints/best-*.ckpt")
     return cfg, metrics, checkpoint

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from speechcompress.checkpoints import load_task
 from speechcompress.config import PROJECT_ROOT
 
-from .conftest import TINY, TINY_VAD, compose_config, sandbox_overrides
+from .conftest import TINY, TINY_VAD, compose_config, sandbox_overrides, with_unseen
 
 SHORT = ["trainer.max_steps=20", "trainer.val_check_interval=10", "data.test.utterances=9",  # 9 items: padded on 2 ranks
          "measure.latency_seconds=1", "measure.latency_repeats=1"]
@@ -28,9 +28,9 @@ def _without(overrides: list[str], *keys: str) -> list[str]:
 
 @pytest.mark.parametrize("experiment, tiny", [("rnnoise", TINY), ("fsmn_vad", TINY_VAD)])
 def test_two_process_run_logs_the_one_process_figures(experiment, tiny, tmp_path):
-    overrides = [f"+experiment={experiment}", *_without(tiny, "trainer.max_steps", "trainer.val_check_interval",
-                                                         "data.test.utterances", "measure."), *SHORT,
-                 *sandbox_overrides(tmp_path)]
+    overrides = [f"+experiment={experiment}", *_without(with_unseen(tiny), "trainer.max_steps",
+                                                         "trainer.val_check_interval", "data.test.utterances",
+                                                         "measure."), *SHORT, *sandbox_overrides(tmp_path)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores
     result = subprocess.run([sys.executable, "train.py", *overrides, "trainer.devices=2", "trainer.strategy=ddp"],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=environment)
