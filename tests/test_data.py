@@ -121,6 +121,18 @@ def test_mix_at_snr_hits_the_requested_snr():
         assert 10 * np.log10(np.mean(clean**2) / np.mean(scaled**2)) == pytest.approx(snr, abs=1e-6)
 
 
+def test_mixtures_hit_their_snr_over_the_speech_frames(cache):
+    split = load_synthetic_split(cache, "val", 16000, seed=7, **SMALL)
+    mixtures = MixtureDataset(split.speech, split.noise, 16000, length=6, segment_seconds=1.5, snr_db=(7.5, 7.5),
+                              fixed=True)
+    for i in range(6):
+        item = mixtures[i]
+        clean, noise = item["clean"].numpy(), (item["noisy"] - item["clean"]).numpy()
+        speech_frames = np.repeat(item["vad"].numpy() > 0, 160)[: len(clean)]
+        snr = 10 * np.log10(np.mean(clean[speech_frames] ** 2) / np.mean(noise**2))
+        assert snr == pytest.approx(7.5, abs=0.05)
+
+
 def test_vad_labels_mark_the_speech_frames():
     clean = np.zeros(16000, np.float32)
     clean[4000:8000] = np.sin(np.arange(4000) * 0.3) * 0.5  # frames 25..49 are "speech"
