@@ -17,7 +17,6 @@ TINY_RUN = [
     "data.batch_size=16", "data.eval_batch_size=4",
     "data.train.utterances=60", "data.train.noise_clips_per_family=2", "data.train.babble_talkers=8",
     "data.train.rooms=6", "data.train.length=4000", "data.train.segment_seconds=1.0",
-    "data.train.noise_seconds=3",  # (every split follows) a third of the noise to synthesise per sandbox
     "data.val.utterances=8", "data.val.noise_clips_per_family=1", "data.val.babble_talkers=4", "data.val.rooms=2",
     "data.val.length=8", "data.val.segment_seconds=2.0",
     "data.test.utterances=8", "data.test.noise_clips_per_family=1", "data.test.babble_talkers=4", "data.test.rooms=2",
