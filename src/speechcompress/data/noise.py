@@ -351,7 +351,7 @@ def siren(rng, n, sample_rate):
 
 
 def alarm(rng, n, sample_rate):
-    """Alarms and ringers: beeping square-ish tones, a smoke alarm's triplets or a phone's two-tone ring."""
+    """Alarms and ringers: beeping square-ish tones, or a phone's warbled two-tone ring in bursts."""
     t = np.arange(n) / sample_rate
     if rng.uniform() < 0.5:  # beeps
         tone = _harmonics(rng.uniform(900, 4000), n, sample_rate, [1, 0, 0.33, 0, 0.2], rng)
