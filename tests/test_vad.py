@@ -16,6 +16,8 @@ from speechcompress.models.fsmn_vad import FSMNVAD
 from speechcompress.models.rnnoise import RNNoise
 from speechcompress.tasks.vad import load_vad
 
+from .conftest import compose_config
+
 
 @pytest.mark.parametrize("samples", [160 * 50, 160 * 50 + 1, 160 * 50 - 37, 399, 1])
 def test_one_frame_per_label_frame(samples):
@@ -109,6 +111,21 @@ def test_noise_only_items_have_no_speech_labels():
     assert 5 < len(silent) < 35
     assert all(not item["clean"].any() and item["noisy"].abs().max() > 0 for item in silent)
 
+
+
+@pytest.mark.parametrize("split", ["test", "test_unseen"])
+def test_the_vad_recipes_false_alarms_rest_on_some_thirty_noise_items(split):
+    """Which items are noise alone follows from the split's seed and share, not from its audio:
+    the real config's draws over stand-in clips count the noise-only items a run is scored on."""
+    data = compose_config(["+experiment=fsmn_vad"]).data
+    settings = data[split]
+    speech = [np.ones(1600, np.float32)] * settings.utterances
+    dataset = MixtureDataset(speech, [np.ones(1600, np.float32)], 16000, segment_seconds=None, fixed=True,
+                             seed=settings.seed, noise_only=settings.noise_only)
+    noise_items = sum(not dataset[i]["vad"].any() for i in range(len(dataset)))
+    assert noise_items >= 25
+    if split == "test_unseen":  # each held-out family has 12 clips to draw them from
+        assert settings.noise_clips_per_family >= 12
 
 def test_training_beats_calling_everything_speech(tiny_vad_run):
     _, metrics, _ = tiny_vad_run

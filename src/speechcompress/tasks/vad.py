@@ -155,7 +155,8 @@ class VADTask(SpeechTask):
             f"(collar {self.hparams.collar} s)",
         ] + ([
             f"unseen split    frame F1 {metrics['test_unseen/f1']:.4f}, ROC-AUC {metrics['test_unseen/auc']:.4f}, "
-            f"noise-only FA {metrics['test_unseen/noise_false_alarm']:.4f} (noises and voices training never drew)",
+            f"noise-only FA {metrics['test_unseen/noise_false_alarm']:.4f} over {int(metrics['test_unseen/noise_items'])} items "
+            f"(noises and voices training never drew)",
         ] if "test_unseen/f1" in metrics else [])
 
     def write_examples(self, folder: Path) -> list[Path]:
