@@ -112,7 +112,6 @@ def test_noise_only_items_have_no_speech_labels():
     assert all(not item["clean"].any() and item["noisy"].abs().max() > 0 for item in silent)
 
 
-
 @pytest.mark.parametrize("split", ["test", "test_unseen"])
 def test_the_vad_recipes_false_alarms_rest_on_some_thirty_noise_items(split):
     """Which items are noise alone follows from the split's seed and share, not from its audio:
@@ -126,6 +125,7 @@ def test_the_vad_recipes_false_alarms_rest_on_some_thirty_noise_items(split):
     assert noise_items >= 25
     if split == "test_unseen":  # each held-out family has 12 clips to draw them from
         assert settings.noise_clips_per_family >= 12
+
 
 def test_training_beats_calling_everything_speech(tiny_vad_run):
     _, metrics, _ = tiny_vad_run
