@@ -3,6 +3,7 @@ import pytest
 import soundfile as sf
 
 from speechcompress.data.audio import read_audio
+from speechcompress.data.espeak import EspeakSynthesizer
 from speechcompress.data.folders import PairedFolderDataset, dns_mixtures
 from speechcompress.data.microphone import clip_peaks, level_changes
 from speechcompress.data.mixing import MixtureDataset, mix_at_snr, pad_collate, vad_labels
@@ -34,6 +35,17 @@ def test_synthetic_split_is_deterministic_cached_and_disjoint(cache):
     for clip in first.noise:
         assert np.sqrt(np.mean(clip**2)) == pytest.approx(1.0, rel=0.01)
     assert all(np.array_equal(a, b) for a, b in zip(first.speech, first.heard, strict=True))  # no rooms drawn
+
+
+def test_a_split_is_the_same_audio_whatever_was_synthesised_before_it(tmp_path):
+    # espeak-ng seeds breath noise from the clock and carries state from one utterance to the next, so a
+    # cache made after other work (another split, or anything spoken in this process) used to differ.
+    first = load_synthetic_split(tmp_path / "a", "val", 16000, seed=7, **SMALL)
+    EspeakSynthesizer().synthesize("something else first, breathily.", "en+f3")
+    load_synthetic_split(tmp_path / "b", "test", 16000, seed=7, **SMALL)
+    again = load_synthetic_split(tmp_path / "c", "val", 16000, seed=7, **SMALL)
+    for part in ("speech", "heard", "noise"):
+        assert all(np.array_equal(a, b) for a, b in zip(getattr(first, part), getattr(again, part), strict=True)), part
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 48000])
@@ -160,6 +172,9 @@ def test_mixtures_train_fresh_eval_fixed(cache):
     assert np.array_equal(rough[5]["noisy"], rough[5]["noisy"])
     with pytest.raises(ValueError, match="need rooms"):
         load_synthetic_split(cache, "val", 16000, seed=7, **dict(SMALL, rooms=0, reverb_speech=0.5))
+    (cache / "a-file").touch()
+    with pytest.raises(ValueError, match="a-file.*writable"):
+        load_synthetic_split(cache / "a-file", "val", 16000, seed=7, **SMALL)
     whole = MixtureDataset(split.speech, split.noise, 16000, segment_seconds=None, fixed=True)
     assert len(whole) == 6 and whole[2]["clean"].shape[0] == len(split.speech[2])
     batch = pad_collate([whole[0], whole[1]])

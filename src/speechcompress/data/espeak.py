@@ -2,6 +2,12 @@
 
 espeak-ng keeps global state, so one `EspeakSynthesizer` per process drives it; synthesis is
 synchronous and collects the int16 samples its callback hands over.
+
+Reproducibility: espeak-ng seeds the noise of its breathy voices (`+f2`, `+f3`, `+Alicia`, ...)
+from the clock when it starts, and every utterance carries timing and phase state over into the
+next one (the same call returns different audio after different predecessors; re-initialising the
+library does not reset it). So the same requests give the same audio only in a fresh process,
+seeded (`seed`), making them in the same order: `synthetic.load_synthetic_split` does exactly that.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ class EspeakSynthesizer:
     _lib: ctypes.CDLL | None = None
     _sample_rate: int = 0
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         cls = type(self)
         if cls._lib is None:
             lib = ctypes.CDLL(espeakng_loader.get_library_path())
             lib.espeak_Initialize.restype = ctypes.c_int
             lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
             lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+            lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
             lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
             lib.espeak_Synth.argtypes = [
                 ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
@@ -45,6 +52,7 @@ class EspeakSynthesizer:
         # Keep a reference to the callback: ctypes frees it otherwise and espeak calls freed memory.
         self._callback = _CALLBACK(self._collect)
         cls._lib.espeak_SetSynthCallback(self._callback)
+        cls._lib.espeak_ng_SetRandSeed(seed)  # replaces the clock seed espeak_Initialize drew
 
     @property
     def sample_rate(self) -> int:

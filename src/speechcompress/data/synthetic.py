@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +42,7 @@ from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.rooms import reverberate, simulate_room
 from speechcompress.files import atomic_path
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
 UNSEEN_SPLIT = "test_unseen"
 
@@ -185,7 +189,12 @@ def load_synthetic_split(
         raise ValueError("reverb_speech / reverb_noise need rooms to play in: set rooms > 0, or both shares to 0")
     path = _cache_path(Path(cache_dir), split, settings)
     if not path.exists():
-        _generate(path, split, settings, families, voices)
+        try:  # before minutes of synthesis, not after
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot make the synthetic cache folder {path.parent} ({error.strerror}): "
+                             "point data.train.cache_dir (or paths.data_dir) at a writable folder") from None
+        _generate_in_fresh_process(path, split, settings, families, voices)
     with np.load(path) as cached:
         speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
         heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
@@ -197,13 +206,30 @@ def load_synthetic_split(
     return SyntheticSplit(speech, heard, noise, kinds)
 
 
+def _generate_in_fresh_process(path: Path, split: str, settings: dict, families: tuple[str, ...],
+                               voices: Voices) -> None:
+    """`_generate` in a Python process of its own: espeak-ng's audio depends on all it synthesised
+    before in its process (see `espeak`), so only a fresh one makes a cache a function of its
+    settings alone, whichever splits this process made or loaded first. A plain subprocess rather than
+    multiprocessing's spawn, which would re-run the caller's script unless it is guarded by
+    `if __name__ == "__main__"`."""
+    package_root = str(Path(__file__).resolve().parents[2])  # so the child imports this very copy
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    child = "import pickle, sys; from speechcompress.data.synthetic import _generate; _generate(*pickle.load(sys.stdin.buffer))"
+    done = subprocess.run([sys.executable, "-c", child], input=pickle.dumps((path, split, settings, families, voices)),
+                          env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"synthesising the {split!r} split into {path.parent} failed in its worker process "
+                           f"(exit status {done.returncode}; its error is printed above); nothing was cached")
+
+
 def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
     from speechcompress.data.espeak import EspeakSynthesizer  # loads the C library only when needed
 
-    synth = EspeakSynthesizer()
+    speech_rng, noise_rng, room_rng, espeak_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part])
+                                                   for part in (0, 1, 2, 3))
+    synth = EspeakSynthesizer(seed=int(espeak_rng.integers(2**31)))
     sample_rate = settings["sample_rate"]
-    speech_rng, noise_rng, room_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part])
-                                       for part in (0, 1, 2))
     clips = settings["noise_clips_per_family"] * len(families)
     total = settings["utterances"] + settings["babble_talkers"] + clips + settings["rooms"]
     with tqdm(total=total, desc=f"synthesising {split} speech, noise and rooms (once, cached in {path.parent})") as bar:
