@@ -1,9 +1,14 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from speechcompress.data.audio import read_audio
-from speechcompress.data.espeak import EspeakSynthesizer
+from speechcompress.data.espeak import EspeakCrashed, EspeakSynthesizer
 from speechcompress.data.folders import PairedFolderDataset, dns_mixtures
 from speechcompress.data.microphone import clip_peaks, level_changes
 from speechcompress.data.mixing import MixtureDataset, mix_at_snr, pad_collate, vad_labels
@@ -37,11 +42,52 @@ def test_synthetic_split_is_deterministic_cached_and_disjoint(cache):
     assert all(np.array_equal(a, b) for a, b in zip(first.speech, first.heard, strict=True))  # no rooms drawn
 
 
+def test_espeak_calls_are_independent_and_a_crash_costs_only_its_own():
+    synth = EspeakSynthesizer()
+    texts = ["a breathy voice, twice.", "and a second sentence."]
+    first = synth.synthesize(texts, "en+f3", 170, 40, 60, seed=5)
+    synth.synthesize(["something else between."], "de+Alicia", 250, 20, 90, seed=1)
+    assert len(first) == 2 and all(len(wave) > 0.5 * 22050 for wave in first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, synth.synthesize(texts, "en+f3", 170, 40, 60, seed=5), strict=True))
+    assert not np.array_equal(first[0], synth.synthesize(texts, "en+f3", 170, 40, 60, seed=6)[0])  # breath noise
+    # espeak-ng (espeakng-loader 0.2.4) dies of a segmentation fault on this request
+    with pytest.raises(EspeakCrashed, match="es\\+rob"):
+        synth.synthesize(["damoltro."], "es+rob", 165, 10, 100)
+    with pytest.raises(ValueError, match="no voice 'xx-nowhere'"):
+        synth.synthesize(["hello."], "xx-nowhere")
+    assert np.array_equal(first[1], synth.synthesize(texts, "en+f3", 170, 40, 60, seed=5)[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has finished
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the worker follows its parent through Linux's prctl")
+def test_a_killed_run_does_not_leave_its_synthesis_worker_running(tmp_path):
+    script = (f"from speechcompress.data.synthetic import load_synthetic_split; "
+              f"load_synthetic_split({str(tmp_path)!r}, 'val', 16000, seed=7, utterances=2000)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    deadline = time.monotonic() + 60
+    while not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = int(children.read_text().split()[0])
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker) and not list(tmp_path.glob("*.npz"))
+
+
 def test_a_split_is_the_same_audio_whatever_was_synthesised_before_it(tmp_path):
     # espeak-ng seeds breath noise from the clock and carries state from one utterance to the next, so a
     # cache made after other work (another split, or anything spoken in this process) used to differ.
     first = load_synthetic_split(tmp_path / "a", "val", 16000, seed=7, **SMALL)
-    EspeakSynthesizer().synthesize("something else first, breathily.", "en+f3")
+    EspeakSynthesizer().synthesize(["something else first, breathily."], "en+f3")
     load_synthetic_split(tmp_path / "b", "test", 16000, seed=7, **SMALL)
     again = load_synthetic_split(tmp_path / "c", "val", 16000, seed=7, **SMALL)
     for part in ("speech", "heard", "noise"):

@@ -37,6 +37,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from speechcompress.data.audio import resample
+from speechcompress.data.espeak import EspeakCrashed, EspeakSynthesizer
 from speechcompress.data.microphone import random_response
 from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.rooms import reverberate, simulate_room
@@ -133,12 +134,19 @@ def _random_utterance(rng: np.random.Generator, synth, sample_rate: int, voices:
     voice = language + ("" if variant == "none" else "+" + variant)
     rate, pitch, pitch_range = rng.integers(100, 300), rng.integers(5, 95), rng.integers(10, 100)
     real_words = language in WORDS and rng.uniform() < 0.5
-    parts = [np.zeros(int(rng.uniform(0.1, 0.5) * sample_rate), np.float32)]
+    texts = []
     for _ in range(rng.integers(2, 4)):
         count = rng.integers(3, 9)
         words = rng.choice(WORDS[language], size=count) if real_words else [_pseudo_word(rng) for _ in range(count)]
-        spoken = synth.synthesize(" ".join(words) + ".", voice, rate, pitch, pitch_range)
-        parts.append(resample(spoken, synth.sample_rate, sample_rate))
+        texts.append(" ".join(words) + ".")
+    seed = int(rng.integers(2**31))
+    try:
+        spoken = synth.synthesize(texts, voice, rate, pitch, pitch_range, seed)
+    except EspeakCrashed:  # rare (a wide range at low pitch, some variants): espeak's own pitch instead
+        spoken = synth.synthesize(texts, voice, rate, 50, 50, seed)
+    parts = [np.zeros(int(rng.uniform(0.1, 0.5) * sample_rate), np.float32)]
+    for sentence in spoken:
+        parts.append(resample(sentence, synth.sample_rate, sample_rate))
         parts.append(np.zeros(int(rng.uniform(0.15, 0.9) * sample_rate), np.float32))
     speech = np.concatenate(parts)
     return speech / (np.abs(speech).max() + 1e-9) * 0.9
@@ -194,7 +202,7 @@ def load_synthetic_split(
         except OSError as error:
             raise ValueError(f"cannot make the synthetic cache folder {path.parent} ({error.strerror}): "
                              "point data.train.cache_dir (or paths.data_dir) at a writable folder") from None
-        _generate_in_fresh_process(path, split, settings, families, voices)
+        _generate_in_worker(path, split, settings, families, voices)
     with np.load(path) as cached:
         speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
         heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
@@ -206,29 +214,24 @@ def load_synthetic_split(
     return SyntheticSplit(speech, heard, noise, kinds)
 
 
-def _generate_in_fresh_process(path: Path, split: str, settings: dict, families: tuple[str, ...],
-                               voices: Voices) -> None:
-    """`_generate` in a Python process of its own: espeak-ng's audio depends on all it synthesised
-    before in its process (see `espeak`), so only a fresh one makes a cache a function of its
-    settings alone, whichever splits this process made or loaded first. A plain subprocess rather than
-    multiprocessing's spawn, which would re-run the caller's script unless it is guarded by
-    `if __name__ == "__main__"`."""
+def _generate_in_worker(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
+    """`_generate` in a Python process of its own. Its espeak-ng calls fork (see `espeak`), which is
+    safe only from a single-threaded process, and this one may run torch's and the logger's threads.
+    A plain subprocess rather than multiprocessing's spawn, which would re-run the caller's script
+    unless it is guarded by `if __name__ == "__main__"`."""
     package_root = str(Path(__file__).resolve().parents[2])  # so the child imports this very copy
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    child = "import pickle, sys; from speechcompress.data.synthetic import _generate; _generate(*pickle.load(sys.stdin.buffer))"
-    done = subprocess.run([sys.executable, "-c", child], input=pickle.dumps((path, split, settings, families, voices)),
-                          env=env)
+    done = subprocess.run([sys.executable, "-m", "speechcompress.data.cache_worker", str(os.getpid())],
+                          input=pickle.dumps((path, split, settings, families, voices)), env=env)
     if done.returncode != 0:
         raise RuntimeError(f"synthesising the {split!r} split into {path.parent} failed in its worker process "
                            f"(exit status {done.returncode}; its error is printed above); nothing was cached")
 
 
 def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
-    from speechcompress.data.espeak import EspeakSynthesizer  # loads the C library only when needed
-
-    speech_rng, noise_rng, room_rng, espeak_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part])
-                                                   for part in (0, 1, 2, 3))
-    synth = EspeakSynthesizer(seed=int(espeak_rng.integers(2**31)))
+    synth = EspeakSynthesizer()
+    speech_rng, noise_rng, room_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part])
+                                       for part in (0, 1, 2))
     sample_rate = settings["sample_rate"]
     clips = settings["noise_clips_per_family"] * len(families)
     total = settings["utterances"] + settings["babble_talkers"] + clips + settings["rooms"]
