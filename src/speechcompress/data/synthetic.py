@@ -215,8 +215,8 @@ def load_synthetic_split(
 
 
 def _generate_in_worker(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
-    """`_generate` in a Python process of its own. Its espeak-ng calls fork (see `espeak`), which is
-    safe only from a single-threaded process, and this one may run torch's and the logger's threads.
+    """`_generate` in a Python process of its own (`cache_worker`). Its espeak-ng calls fork (see
+    `espeak`), which is safest from a single-threaded process, and this one may run torch's threads.
     A plain subprocess rather than multiprocessing's spawn, which would re-run the caller's script
     unless it is guarded by `if __name__ == "__main__"`."""
     package_root = str(Path(__file__).resolve().parents[2])  # so the child imports this very copy
