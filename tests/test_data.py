@@ -1,7 +1,3 @@
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,31 +52,6 @@ def test_espeak_calls_are_independent_and_a_crash_costs_only_its_own():
     with pytest.raises(ValueError, match="no voice 'xx-nowhere'"):
         synth.synthesize(["hello."], "xx-nowhere")
     assert np.array_equal(first[1], synth.synthesize(texts, "en+f3", 170, 40, 60, seed=5)[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has finished
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="the worker follows its parent through Linux's prctl")
-def test_a_killed_run_does_not_leave_its_synthesis_worker_running(tmp_path):
-    script = (f"from speechcompress.data.synthetic import load_synthetic_split; "
-              f"load_synthetic_split({str(tmp_path)!r}, 'val', 16000, seed=7, utterances=2000)")
-    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
-    deadline = time.monotonic() + 60
-    while not children.read_text().split() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    worker = int(children.read_text().split()[0])
-    parent.kill()
-    parent.wait()
-    deadline = time.monotonic() + 10
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(worker) and not list(tmp_path.glob("*.npz"))
 
 
 def test_a_split_is_the_same_audio_whatever_was_synthesised_before_it(tmp_path):

@@ -10,8 +10,8 @@ things about espeak-ng make that worth its few milliseconds:
 - some requests crash it: a wide pitch range at low pitch with some variants (`+rob` at pitch 10,
   range 100) ends in a segmentation fault. In a fork, that costs the call only: it raises
   `EspeakCrashed`.
-POSIX only (`os.fork`). Forking is safest from a single-threaded process, so `synthetic` makes its
-caches in a worker process of their own.
+POSIX only (`os.fork`). The fork runs espeak-ng's C code and writes to a pipe, nothing else, so it
+is as safe from a process with torch's threads as PyTorch's own forked DataLoader workers.
 """
 
 from __future__ import annotations

@@ -24,10 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +39,7 @@ from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.rooms import reverberate, simulate_room
 from speechcompress.files import atomic_path
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
 UNSEEN_SPLIT = "test_unseen"
 
@@ -202,7 +198,7 @@ def load_synthetic_split(
         except OSError as error:
             raise ValueError(f"cannot make the synthetic cache folder {path.parent} ({error.strerror}): "
                              "point data.train.cache_dir (or paths.data_dir) at a writable folder") from None
-        _generate_in_worker(path, split, settings, families, voices)
+        _generate(path, split, settings, families, voices)
     with np.load(path) as cached:
         speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
         heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
@@ -212,20 +208,6 @@ def load_synthetic_split(
         noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
         kinds = [str(k) for k in cached["noise_kinds"]]
     return SyntheticSplit(speech, heard, noise, kinds)
-
-
-def _generate_in_worker(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
-    """`_generate` in a Python process of its own (`cache_worker`). Its espeak-ng calls fork (see
-    `espeak`), which is safest from a single-threaded process, and this one may run torch's threads.
-    A plain subprocess rather than multiprocessing's spawn, which would re-run the caller's script
-    unless it is guarded by `if __name__ == "__main__"`."""
-    package_root = str(Path(__file__).resolve().parents[2])  # so the child imports this very copy
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "speechcompress.data.cache_worker", str(os.getpid())],
-                          input=pickle.dumps((path, split, settings, families, voices)), env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"synthesising the {split!r} split into {path.parent} failed in its worker process "
-                           f"(exit status {done.returncode}; its error is printed above); nothing was cached")
 
 
 def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
