@@ -212,9 +212,9 @@ def load_synthetic_split(
 
 def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
     synth = EspeakSynthesizer()
+    sample_rate = settings["sample_rate"]
     speech_rng, noise_rng, room_rng = (np.random.default_rng([settings["seed"], SPLIT_IDS[split], part])
                                        for part in (0, 1, 2))
-    sample_rate = settings["sample_rate"]
     clips = settings["noise_clips_per_family"] * len(families)
     total = settings["utterances"] + settings["babble_talkers"] + clips + settings["rooms"]
     with tqdm(total=total, desc=f"synthesising {split} speech, noise and rooms (once, cached in {path.parent})") as bar:
