@@ -6,16 +6,20 @@ import pytest
 import soundfile as sf
 import torch
 from funasr_onnx import Fsmn_vad
+from funasr_onnx.utils.e2e_vad import VADXOptions
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from speechcompress.checkpoints import load_task
 from speechcompress.cli import main
 from speechcompress.evaluation.vad_segments import speech_segments
-from speechcompress.export.funasr import export_funasr
+from speechcompress.export.funasr import export_funasr, segment_options
 from speechcompress.export.graphs import FSMNVADStepGraph
 from speechcompress.export.onnx import PARITY_TOLERANCE
 from speechcompress.features.fbank import kaldi_fbank, stack_frames
 from speechcompress.models.fsmn_vad import FSMNVAD
+
+from .conftest import compose_config
 
 
 def _speech_mask(segments_ms: list[tuple[float, float]], length_ms: int) -> np.ndarray:
@@ -96,3 +100,9 @@ def test_funasr_export_refuses_what_its_runtime_cannot_run(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"project to \[12, 16\] channels"):
         export_funasr(uneven, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_funasrs_default_frame_decision_is_our_threshold_of_0_8():
+    segments = OmegaConf.to_container(compose_config(["+experiment=fsmn_vad"]).task.segments)
+    options = segment_options({**segments, "threshold": 0.8}, hop_ms=10, frame_ms=25, sample_rate=16000)
+    assert options["speech_noise_thres"] == pytest.approx(VADXOptions().speech_noise_thres)  # 0.6
