@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DEFAULT_BLOCK = (8, 4)  # outputs × inputs, as xiph's sparse_sgemv8x4
+from speechcompress.export.rnnoise_c import BLOCK_INPUTS, BLOCK_OUTPUTS
+
+DEFAULT_BLOCK = (BLOCK_OUTPUTS, BLOCK_INPUTS)  # 8 outputs × 4 inputs: the blocks librnnoise stores
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from speechcompress.compression.blocks import DEFAULT_BLOCK, as_matrix, block_sums
+from speechcompress.export.rnnoise_c import BLOB_BLOCK
 from speechcompress.models.complex import ComplexConv2d, ComplexConvTranspose2d
 
-BLOB_BLOCK = 64  # WEIGHT_BLOCK_SIZE of xiph's nnet.h: the header size and the data alignment of a weights file
 _ITEM_BYTES = {"float": 4, "int": 4, "int8": 1}
 
 
