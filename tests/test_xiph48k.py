@@ -1,0 +1,65 @@
+"""xiph's 48 kHz RNNoise front-end in torch (`features.xiph48k`) against the C library's own
+`rnn_compute_frame_features`, frame by frame on the same samples."""
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+
+from speechcompress.export.rnnoise_c import LibRNNoise
+from speechcompress.features import xiph48k
+
+from .test_rnnoise_c import _voiced_noisy
+
+
+def _c_frame_features(audio: np.ndarray) -> dict[str, np.ndarray]:
+    """Per 480-sample frame, what librnnoise's analysis computes: spectrum X (481 complex as
+    pairs), band energies Ex, the 65 features, and whether it called the frame silent."""
+    lib = LibRNNoise().lib
+    floats = ctypes.POINTER(ctypes.c_float)
+    analyse = lib.rnn_compute_frame_features
+    analyse.argtypes, analyse.restype = [ctypes.c_void_p] + [floats] * 7, ctypes.c_int
+    state = lib.rnnoise_create(None)
+    spectrum, pitch_spectrum = np.zeros(2 * xiph48k.N_BINS, np.float32), np.zeros(2 * xiph48k.N_BINS, np.float32)
+    energy, pitch_energy, correlation = (np.zeros(xiph48k.N_BANDS, np.float32) for _ in range(3))
+    features = np.zeros(65, np.float32)
+    rows = {"X": [], "Ex": [], "features": [], "silent": []}
+    try:
+        for start in range(0, len(audio) - xiph48k.FRAME_SIZE + 1, xiph48k.FRAME_SIZE):
+            frame = np.ascontiguousarray(audio[start : start + xiph48k.FRAME_SIZE], np.float32)
+            silent = analyse(state, *(a.ctypes.data_as(floats) for a in
+                                      (spectrum, pitch_spectrum, energy, pitch_energy, correlation, features, frame)))
+            for name, value in (("X", spectrum), ("Ex", energy), ("features", features), ("silent", silent)):
+                rows[name].append(np.copy(value))
+    finally:
+        lib.rnnoise_destroy(state)
+    return {name: np.array(values) for name, values in rows.items()}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    audio = _voiced_noisy(1.0, seed=3)
+    return audio, _c_frame_features(audio)
+
+
+def test_spectrum_band_energies_and_cepstrum_are_librnnoises(reference):
+    audio, c = reference
+    assert not c["silent"].any()
+    spec = xiph48k.spectrum(torch.from_numpy(audio)[None].double())[0]
+    assert spec.shape == (len(audio) // xiph48k.FRAME_SIZE, xiph48k.N_BINS)
+    # the FFT scaled by 1/960: bins agree to float32 rounding of values up to about 1e3
+    np.testing.assert_allclose(torch.view_as_real(spec).reshape(len(spec), -1).numpy(), c["X"], atol=1e-3)
+    energy = xiph48k.band_energy(spec.to(torch.complex64)[None])[0]
+    np.testing.assert_allclose(energy.numpy(), c["Ex"], rtol=1e-5, atol=1e-4)
+    cepstrum = xiph48k.cepstrum(energy[None])[0].numpy()
+    np.testing.assert_allclose(cepstrum, c["features"][:, : xiph48k.N_BANDS], atol=1e-4)
+
+
+def test_the_band_matrix_is_a_partition_of_unity_but_at_its_ends():
+    per_bin, edges = xiph48k.band_matrix().sum(dim=0), xiph48k.BAND_EDGES
+    assert torch.allclose(per_bin[edges[2] : edges[-3]], torch.tensor(1.0))  # overlapping triangles
+    # the outermost half-triangles join the first and last bands, times 2/3
+    assert torch.allclose(per_bin[: edges[1]], torch.tensor(2 / 3))
+    assert torch.allclose(per_bin[edges[-2] : edges[-1]], torch.tensor(2 / 3))
+    assert per_bin[edges[-1] :].abs().sum() == 0  # 20 kHz and up: in no band
