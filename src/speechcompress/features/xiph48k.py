@@ -11,12 +11,22 @@
   below the previous band's (floored) value, going up from the first band, starting from −2; then
   an orthonormal DCT-II scaled by √(32/22) (xiph keeps the 2/22 of its 22-band first version), the
   first two coefficients lowered by 12 and 4.
+- Pitch (`track_pitch`, numpy, frame by frame with the state librnnoise keeps): Opus CELT's
+  search in float. The last 1728 samples are halved in rate and whitened by a 4th-order LPC; a
+  coarse search at a quarter rate keeps two candidates, a fine one at half rate picks the best; then
+  submultiples of that period are tried, favouring the previous frame's period. The period is 60 …
+  768 samples; the "pitch spectrum" P is the 960 samples one period before the analysis window.
+- Features 33–64 (`analyse`): the same DCT of each band's normalised correlation of X and P
+  (no offsets); the 65th: (period − 300) / 100. A frame whose band energies sum under 0.04 has all
+  features zero (librnnoise then skips its network for that frame).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from speechcompress.features.bands import dct_matrix
@@ -32,6 +42,7 @@ N_BINS = FRAME_SIZE + 1
 _DCT_SCALE = math.sqrt(32 / 22)
 _LOG_FLOOR, _FOLLOW_DROP, _RANGE = 1e-2, 1.5, 7.0
 _CEPSTRUM_OFFSET = (12.0, 4.0)
+_SILENCE = 0.04  # total band energy of a frame with no audio (int16 scale / 960²)
 
 
 def band_matrix() -> torch.Tensor:
@@ -54,9 +65,10 @@ def spectrum(wave: torch.Tensor) -> torch.Tensor:
     return stft(wave, FRAME_SIZE, window)[:, :-1] / (2 * FRAME_SIZE)
 
 
-def band_energy(spec: torch.Tensor) -> torch.Tensor:
-    """complex [B, frames, 481] → [B, frames, 32]."""
-    return (spec.real.square() + spec.imag.square()) @ band_matrix().to(spec.device).T
+def band_energy(spec: torch.Tensor, bands: torch.Tensor | None = None) -> torch.Tensor:
+    """complex [..., 481] → [..., 32] (`bands`: `band_matrix()`, made once by callers that loop)."""
+    bands = band_matrix().to(spec.device, spec.real.dtype) if bands is None else bands
+    return (spec.real.square() + spec.imag.square()) @ bands.T
 
 
 def log_bands(energy: torch.Tensor) -> torch.Tensor:
@@ -73,7 +85,183 @@ def log_bands(energy: torch.Tensor) -> torch.Tensor:
 
 def cepstrum(energy: torch.Tensor) -> torch.Tensor:
     """[B, frames, 32] band energies → the first 32 features of xiph's 65."""
-    coefficients = log_bands(energy) @ (dct_matrix(N_BANDS).to(energy.device).T * _DCT_SCALE)
-    offset = torch.zeros(N_BANDS, device=energy.device)
+    coefficients = log_bands(energy) @ (dct_matrix(N_BANDS).to(energy).T * _DCT_SCALE)
+    offset = torch.zeros(N_BANDS, device=energy.device, dtype=energy.dtype)
     offset[: len(_CEPSTRUM_OFFSET)] = torch.tensor(_CEPSTRUM_OFFSET)
     return coefficients - offset
+
+
+# ---- pitch: xiph's search (Opus CELT's, in float), run frame by frame as librnnoise runs it ----
+PITCH_MIN_PERIOD, PITCH_MAX_PERIOD = 60, 768
+PITCH_FRAME = 960  # samples correlated per search
+PITCH_BUFFER = PITCH_MAX_PERIOD + PITCH_FRAME
+_DOUBLING_CHECK = (0, 0, 3, 2, 3, 2, 5, 2, 3, 2, 3, 2, 5, 2, 3, 2)  # second_check: other multiples tried for 1/k
+
+
+def _levinson(ac: np.ndarray, order: int) -> np.ndarray:
+    """LPC coefficients a (x[n] + Σ a_k x[n−1−k] is the residual) from autocorrelations, stopping
+    once the prediction error is 30 dB down."""
+    lpc, error = np.zeros(order), ac[0]
+    if ac[0] == 0:
+        return lpc
+    for i in range(order):
+        reflection = -(ac[i + 1] + np.dot(lpc[:i], ac[i:0:-1])) / error
+        lpc[:i] = lpc[:i] + reflection * lpc[:i][::-1]
+        lpc[i] = reflection
+        error -= reflection * reflection * error
+        if error < 0.001 * ac[0]:
+            break
+    return lpc
+
+
+def _downsample(buffer: np.ndarray) -> np.ndarray:
+    """Half rate, through [¼ ½ ¼], then whitened by a 4th-order LPC residual with 0.8 of pre-emphasis."""
+    low = np.empty(len(buffer) // 2)
+    low[1:] = 0.5 * (0.5 * (buffer[1:-2:2] + buffer[3::2]) + buffer[2:-1:2])
+    low[0] = 0.5 * (0.5 * buffer[1] + buffer[0])
+    ac = np.array([np.dot(low[k:], low[: len(low) - k]) for k in range(5)])
+    ac[0] *= 1.0001  # a −40 dB noise floor
+    ac[1:] -= ac[1:] * (0.008 * np.arange(1, 5)) ** 2  # lag windowing
+    lpc = _levinson(ac, 4) * 0.9 ** np.arange(1, 5)  # bandwidth expansion
+    taps = np.array([lpc[0] + 0.8, lpc[1] + 0.8 * lpc[0], lpc[2] + 0.8 * lpc[1], lpc[3] + 0.8 * lpc[2], 0.8 * lpc[3]])
+    past = np.concatenate([np.zeros(5), low])
+    return low + sum(tap * past[4 - k : 4 - k + len(low)] for k, tap in enumerate(taps))
+
+
+def _best_two(xcorr: np.ndarray, y: np.ndarray, length: int) -> tuple[int, int]:
+    """The two lags of highest normalised correlation xcorr² / energy (positive xcorr only)."""
+    energy = 1 + np.dot(y[:length], y[:length])
+    best = [(-1.0, 0.0, 0), (-1.0, 0.0, 1)]  # (numerator, denominator, lag), best first
+    for lag, value in enumerate(xcorr):
+        if value > 0:
+            numerator = (value * 1e-12) ** 2  # as xiph scales it, against float overflow
+            if numerator * best[1][1] > best[1][0] * energy:
+                entry = (numerator, energy, lag)
+                best = [entry, best[0]] if numerator * best[0][1] > best[0][0] * energy else [best[0], entry]
+        energy = max(1.0, energy + y[lag + length] ** 2 - y[lag] ** 2)
+    return best[0][2], best[1][2]
+
+
+def _interpolated_offset(a: float, b: float, c: float) -> int:
+    """−1, 0 or 1: which neighbour of the middle lag (correlations a, b, c) the peak leans to."""
+    if c - a > 0.7 * (b - a):
+        return 1
+    if a - c > 0.7 * (b - c):
+        return -1
+    return 0
+
+
+def _pitch_search(low: np.ndarray) -> int:
+    """The lag (at 48 kHz, PITCH_MAX_PERIOD − period) of the latest PITCH_FRAME samples against the past."""
+    x, length, max_lag = low[PITCH_MAX_PERIOD // 2 :], PITCH_FRAME, PITCH_MAX_PERIOD - 3 * PITCH_MIN_PERIOD
+    x4, y4 = x[: 2 * (length // 4) : 2], low[: 2 * ((length + max_lag) // 4) : 2]
+    coarse = np.array([np.dot(x4, y4[lag : lag + length // 4]) for lag in range(max_lag // 4)])
+    best = _best_two(coarse, y4, length // 4)
+    fine = np.zeros(max_lag // 2)
+    for lag in range(max_lag // 2):
+        if abs(lag - 2 * best[0]) <= 2 or abs(lag - 2 * best[1]) <= 2:
+            fine[lag] = max(-1.0, np.dot(x[: length // 2], low[lag : lag + length // 2]))
+    top, _ = _best_two(fine, low, length // 2)
+    offset = _interpolated_offset(*fine[top - 1 : top + 2]) if 0 < top < max_lag // 2 - 1 else 0
+    return 2 * top - offset
+
+
+def _remove_doubling(low: np.ndarray, period: int, previous_period: int, previous_gain: float) -> tuple[int, float]:
+    """(period, pitch gain): the search's period, or a submultiple 1/k of it (k ≤ 15) that
+    correlates nearly as well, favouring continuity with the previous frame."""
+    max_period, min_period, n = PITCH_MAX_PERIOD // 2, PITCH_MIN_PERIOD // 2, PITCH_FRAME // 2
+    period, previous_period = min(period // 2, max_period - 1), previous_period // 2
+    x = low[max_period : max_period + n]
+
+    def lagged(lag: int) -> np.ndarray:
+        return low[max_period - lag : max_period - lag + n]
+
+    def gain(xy: float, xx: float, yy: float) -> float:
+        return xy / math.sqrt(1 + xx * yy)
+
+    xx, xy = np.dot(x, x), np.dot(x, lagged(period))
+    energies = np.empty(max_period + 1)  # energy of the lagged window, for every lag
+    energies[0] = running = xx
+    for lag in range(1, max_period + 1):
+        running = running + low[max_period - lag] ** 2 - low[max_period + n - lag] ** 2
+        energies[lag] = max(0.0, running)
+    best_xy, best_yy, best, first_gain = xy, energies[period], period, gain(xy, xx, energies[period])
+    best_gain = first_gain
+    for k in range(2, 16):
+        candidate = (2 * period + k) // (2 * k)
+        if candidate < min_period:
+            break
+        if k == 2:
+            partner = period if candidate + period > max_period else period + candidate
+        else:
+            partner = (2 * _DOUBLING_CHECK[k] * period + k) // (2 * k)
+        xy = 0.5 * (np.dot(x, lagged(candidate)) + np.dot(x, lagged(partner)))
+        yy = 0.5 * (energies[candidate] + energies[partner])
+        candidate_gain = gain(xy, xx, yy)
+        if abs(candidate - previous_period) <= 1:
+            continuity = previous_gain
+        elif abs(candidate - previous_period) <= 2 and 5 * k * k < period:
+            continuity = 0.5 * previous_gain
+        else:
+            continuity = 0.0
+        threshold = max(0.3, 0.7 * first_gain - continuity)
+        if candidate < 3 * min_period:  # against very short periods, which short-term correlation fakes
+            threshold = max(0.4, 0.85 * first_gain - continuity)  # (xiph's stricter test below 2·min never runs)
+        if candidate_gain > threshold:
+            best_xy, best_yy, best, best_gain = xy, yy, candidate, candidate_gain
+    best_xy = max(0.0, best_xy)
+    pitch_gain = 1.0 if best_yy <= best_xy else best_xy / (best_yy + 1)
+    offset = _interpolated_offset(*(np.dot(x, lagged(best + k - 1)) for k in range(3)))
+    return max(2 * best + offset, PITCH_MIN_PERIOD), min(pitch_gain, best_gain)
+
+
+def track_pitch(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per 480-sample frame of `wave` (48 kHz, int16 scale, one channel), as librnnoise tracks them
+    from a silent start: the pitch period in samples (60 … 768), the pitch gain, and the 960 past
+    samples one period back from the analysis window (what its pitch spectrum is taken of)."""
+    frames = len(wave) // FRAME_SIZE
+    buffer = np.zeros(PITCH_BUFFER)
+    periods, gains, lagged = np.zeros(frames, np.int64), np.zeros(frames), np.zeros((frames, 2 * FRAME_SIZE))
+    period, gain = 0, 0.0
+    for t in range(frames):
+        buffer = np.concatenate([buffer[FRAME_SIZE:], wave[t * FRAME_SIZE : (t + 1) * FRAME_SIZE]])
+        low = _downsample(buffer)
+        lag = _pitch_search(low)
+        period, gain = _remove_doubling(low, PITCH_MAX_PERIOD - lag, period, gain)
+        periods[t], gains[t] = period, gain
+        lagged[t] = buffer[PITCH_BUFFER - 2 * FRAME_SIZE - period : PITCH_BUFFER - period]
+    return periods, gains, lagged
+
+
+@dataclass
+class Analysis:
+    """One signal's frames as librnnoise analyses them (F frames of 480 samples)."""
+
+    spectrum: torch.Tensor  # complex [F, 481]: X
+    pitch_spectrum: torch.Tensor  # complex [F, 481]: P, of the window one pitch period back
+    energy: torch.Tensor  # [F, 32]: Ex
+    pitch_energy: torch.Tensor  # [F, 32]: Ep
+    correlation: torch.Tensor  # [F, 32]: Exp, the normalised band correlation of X and P
+    period: torch.Tensor  # [F] samples
+    features: torch.Tensor  # [F, 65]: cepstrum, DCT of the correlations, (period − 300) / 100; zeros when silent
+    silent: torch.Tensor  # [F] bool: total band energy under 0.04, where librnnoise skips its network
+
+
+def analyse(wave: np.ndarray) -> Analysis:
+    """xiph's 65 features of `wave` (48 kHz, int16 scale) and what its pitch filter needs."""
+    wave = np.asarray(wave, np.float64)
+    frames = len(wave) // FRAME_SIZE
+    spec = spectrum(torch.from_numpy(wave[: frames * FRAME_SIZE])[None])[0]
+    periods, _, lagged = track_pitch(wave)
+    window = vorbis_window(2 * FRAME_SIZE).double()
+    pitch_spec = torch.fft.rfft(torch.from_numpy(lagged) * window, dim=-1) / (2 * FRAME_SIZE)
+    bands = band_matrix().double()
+    energy, pitch_energy = band_energy(spec, bands), band_energy(pitch_spec, bands)
+    cross = (spec.real * pitch_spec.real + spec.imag * pitch_spec.imag) @ bands.T
+    correlation = cross / torch.sqrt(0.001 + energy * pitch_energy)
+    period = torch.from_numpy(periods)
+    features = torch.cat([cepstrum(energy), correlation @ (dct_matrix(N_BANDS).double().T * _DCT_SCALE),
+                          (0.01 * (period - 300)).double()[:, None]], dim=-1)
+    silent = energy.sum(dim=-1) < _SILENCE
+    features[silent] = 0.0
+    return Analysis(spec, pitch_spec, energy, pitch_energy, correlation, period, features, silent)
