@@ -172,8 +172,9 @@ class LibRNNoise:
 
     def denoise(self, audio: np.ndarray, blob: bytes | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(denoised samples, VAD probability per frame) of 48 kHz `audio` in int16 scale, whole
-        frames only, with the built-in model or the weights file `blob`. The output is 480 samples
-        behind the input (the library's analysis delay)."""
+        frames only, with the built-in model or the weights file `blob`. The output is 960 samples
+        (two frames) behind the input: a frame is filtered once the next one has been analysed, and
+        comes out of the overlap-add a frame later."""
         frames = len(audio) // FRAME_SIZE
         samples = np.ascontiguousarray(audio[: frames * FRAME_SIZE], np.float32)
         out, vad = np.zeros_like(samples), np.zeros(frames, np.float32)
