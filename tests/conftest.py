@@ -1,14 +1,12 @@
-"""Shared fixtures: composing the real configs, and one tiny model trained for real per session."""
+"""Shared fixtures: the real configs (`compose_config`), and one tiny model trained for real per session."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from speechcompress.config import CONFIG_DIR, register_resolvers
+from speechcompress.config import compose_config, register_resolvers
 
 register_resolvers()
 
@@ -48,11 +46,6 @@ def with_unseen(overrides: list[str]) -> list[str]:
 def exporting(overrides: list[str]) -> list[str]:
     """The same overrides with the end-of-run ONNX export on (fp32 + dynamic INT8)."""
     return [("export=onnx" if o == "export=none" else o) for o in overrides]
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def sandbox_overrides(root: Path) -> list[str]:

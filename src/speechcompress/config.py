@@ -13,6 +13,14 @@ PROJECT_ROOT = Path(os.environ.get("SPEECHCOMPRESS_ROOT", Path(__file__).resolve
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
 
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The training config (conf/train.yaml) with Hydra `overrides`, composed outside a Hydra run."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
 def run_folder(run_name: str | None, time_format: str = "%Y-%m-%d_%H-%M-%S") -> str:
     """The name of a run's folder: `run_name` when given; under SLURM the job's id (an array task's
     `<job>_<task>`), which a requeued job keeps; else the start time. The first two are stable, so

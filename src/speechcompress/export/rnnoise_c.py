@@ -24,6 +24,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 
 BLOB_BLOCK = 64  # WEIGHT_BLOCK_SIZE of nnet.h: an array header's size, and the alignment of its data
 MAGIC = b"DNNw"
@@ -197,3 +198,69 @@ class LibRNNoise:
             if model:
                 self._free(model)
         return out, vad
+
+
+def _dense_int8(values: np.ndarray, inputs: int, outputs: int) -> np.ndarray:
+    """A dense int8 matrix as xiph's exporter lays it out: per 8 outputs and 4 inputs, output-major."""
+    return values.reshape(outputs // 8, inputs // 4, 8, 4).transpose(1, 3, 0, 2).reshape(inputs, outputs)
+
+
+def layer_matrix(arrays: dict[str, np.ndarray], name: str, inputs: int, outputs: int) -> np.ndarray:
+    """The float [inputs, outputs] matrix of LinearLayer `name`: its float weights where the file
+    has them (the library then computes with them), else its int8 weights times their scales;
+    block-sparse where it has an index, plus the diagonal where it has one."""
+    idx = arrays.get(f"{name}_weights_idx")
+    if f"{name}_weights_float" in arrays:
+        values = arrays[f"{name}_weights_float"]
+        matrix = decode_block_sparse(values, idx, inputs, outputs) if idx is not None else values.reshape(inputs, outputs)
+    elif f"{name}_weights_int8" in arrays:
+        values = arrays[f"{name}_weights_int8"]
+        matrix = decode_block_sparse(values, idx, inputs, outputs) if idx is not None else _dense_int8(values, inputs, outputs)
+        matrix = matrix * (127 * arrays[f"{name}_scale"])[None, :]  # the library scales inputs by 127
+    else:
+        raise ValueError(f"the weights have no {name}_weights_float or {name}_weights_int8 array")
+    matrix = matrix.astype(np.float64)
+    if f"{name}_weights_diag" in arrays:  # GRU recurrent weights: each gate's own-unit feedback
+        diagonal, units = arrays[f"{name}_weights_diag"], np.arange(inputs)
+        for gate in range(outputs // inputs):
+            matrix[units, gate * inputs + units] += diagonal[gate * inputs : (gate + 1) * inputs]
+    return matrix
+
+
+def _zrn_to_rzn(values: np.ndarray) -> np.ndarray:
+    """xiph's GRU gate order (update z, reset r, new n) → torch's (r, z, n), along the first axis."""
+    z, r, n = np.split(values, 3)
+    return np.concatenate([r, z, n])
+
+
+def xiph_sizes(arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """The layer sizes of librnnoise's arrays: features, cond_size (conv1), gru_size, bands."""
+    cond_size = len(arrays["conv1_bias"])
+    conv1 = arrays.get("conv1_weights_float", arrays.get("conv1_weights_int8"))  # (3 · features) × cond_size
+    return {"n_features": conv1.size // (3 * cond_size), "cond_size": cond_size,
+            "gru_size": len(arrays["gru1_input_bias"]) // 3, "n_bands": len(arrays["dense_out_bias"])}
+
+
+def torch_state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """An `RNNoiseLayers` state dict from librnnoise's arrays (its built-in table or a weights file)."""
+    sizes = xiph_sizes(arrays)
+    n_features, cond_size, gru_size = sizes["n_features"], sizes["cond_size"], sizes["gru_size"]
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values, np.float32))
+
+    state = {}
+    for conv, inputs, outputs in (("conv1", n_features, cond_size), ("conv2", cond_size, gru_size)):
+        matrix = layer_matrix(arrays, conv, 3 * inputs, outputs)  # rows tap-major: (k · in)
+        state[f"{conv}.weight"] = tensor(matrix.reshape(3, inputs, outputs).transpose(2, 1, 0))
+        state[f"{conv}.bias"] = tensor(arrays[f"{conv}_bias"])
+    for gru in ("gru1", "gru2", "gru3"):
+        for part, suffix in (("input", "ih"), ("recurrent", "hh")):
+            matrix = layer_matrix(arrays, f"{gru}_{part}", gru_size, 3 * gru_size)
+            state[f"{gru}.weight_{suffix}_l0"] = tensor(_zrn_to_rzn(matrix.T))
+            state[f"{gru}.bias_{suffix}_l0"] = tensor(_zrn_to_rzn(arrays[f"{gru}_{part}_bias"]))
+    joined = 4 * gru_size  # conv2's output (gru_size channels) and the three GRUs, side by side
+    for head, outputs in (("dense_out", sizes["n_bands"]), ("vad_dense", 1)):
+        state[f"{head}.weight"] = tensor(layer_matrix(arrays, head, joined, outputs).T)
+        state[f"{head}.bias"] = tensor(arrays[f"{head}_bias"])
+    return state

@@ -44,48 +44,30 @@ class RNNoiseOutput:
     band_energy: torch.Tensor  # [B, frames, n_bands] of the noisy input (the loss needs it)
 
 
-class RNNoise(nn.Module):
+class RNNoiseLayers(nn.Module):
+    """xiph's RNNoise network on any features: conv1 and conv2 (k=3, unpadded, tanh), three GRUs,
+    and two sigmoid heads (band gains, VAD) on conv2 and the GRUs side by side. Subclasses bring
+    the signal side: `RNNoise` (this project's light front-end) and `XiphRNNoise` (xiph's own)."""
+
     # a deployment fact, not a training one: xiph's dump script keeps these in float when it quantizes
     unquantized_layers = ("conv1", "dense_out", "vad_dense")
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        hop_ms: float = 10.0,
-        n_bands: int = 22,
-        n_deltas: int = 6,
-        cond_size: int = 128,
-        gru_size: int = 256,
-        channels: dict[str, int] | None = None,
-    ) -> None:
+    def __init__(self, n_features: int, n_bands: int, cond_size: int, gru_size: int,
+                 channels: dict[str, int] | None = None) -> None:
         """`channels` overrides the size of single channel groups (see `channel_groups`), e.g. as
         structured pruning leaves them: {"conv2": 120, "gru1": 97, ...}."""
         super().__init__()
-        self.sample_rate = sample_rate
-        self.hop = int(round(sample_rate * hop_ms / 1000))
-        self.n_bands = n_bands
-        self.n_deltas = n_deltas
-        self.n_features = n_bands + 2 * n_deltas
-        n_bins = self.hop + 1
-        # Fixed signal-processing tables are rebuilt from the config, so they stay out of the state dict.
-        self.register_buffer("window", vorbis_window(2 * self.hop), persistent=False)
-        self.register_buffer("filterbank", triangular_filterbank(n_bands, n_bins, sample_rate), persistent=False)
-        self.register_buffer("dct", dct_matrix(n_bands), persistent=False)
-
+        self.n_features, self.n_bands = n_features, n_bands
         self.sizes = resized({"conv1": cond_size, "conv2": gru_size, "gru1": gru_size, "gru2": gru_size,
                               "gru3": gru_size}, channels)
         c1, c2, h1, h2, h3 = self.sizes.values()
-        self.conv1 = nn.Conv1d(self.n_features, c1, kernel_size=3)
+        self.conv1 = nn.Conv1d(n_features, c1, kernel_size=3)
         self.conv2 = nn.Conv1d(c1, c2, kernel_size=3)
         self.gru1 = nn.GRU(c2, h1, batch_first=True)
         self.gru2 = nn.GRU(h1, h2, batch_first=True)
         self.gru3 = nn.GRU(h2, h3, batch_first=True)
         self.dense_out = nn.Linear(c2 + h1 + h2 + h3, n_bands)
         self.vad_dense = nn.Linear(c2 + h1 + h2 + h3, 1)
-
-    def input_config(self) -> dict[str, float]:
-        """What a teacher must share with this model to be distilled into it: the same inputs and bands."""
-        return {"sample_rate": self.sample_rate, "hop": self.hop, "n_bands": self.n_bands, "n_deltas": self.n_deltas}
 
     def channel_groups(self) -> list[ChannelGroup]:
         """conv1's and conv2's output channels and each GRU's units; the heads read conv2 and the
@@ -103,6 +85,51 @@ class RNNoise(nn.Module):
             ChannelGroup("gru3", h3, gru_producers("gru3"), (Slice("gru3.weight_hh_l0", 1),
                          *(Slice(h, 1, c2 + h1 + h2) for h in heads))),
         ]
+
+    def _network(self, features: torch.Tensor, states: list[torch.Tensor] | None = None, fresh: bool = False):
+        """Features [B, F+4, n_features] → gains [B, F, bands], vad [B, F], new GRU states.
+        `fresh`: F frames in, F out, each conv's two inputs before the first being zeros, as in the C
+        library's initial state (zero conv1 outputs, not conv1 of zero features)."""
+        past = (2, 0) if fresh else (0, 0)
+        x = torch.tanh(self.conv1(F.pad(features.transpose(1, 2), past)))
+        x = torch.tanh(self.conv2(F.pad(x, past))).transpose(1, 2)
+        states = states or [None, None, None]
+        out1, h1 = self.gru1(x, states[0])
+        out2, h2 = self.gru2(out1, states[1])
+        out3, h3 = self.gru3(out2, states[2])
+        joined = torch.cat([x, out1, out2, out3], dim=-1)
+        gains = torch.sigmoid(self.dense_out(joined))
+        vad = torch.sigmoid(self.vad_dense(joined)).squeeze(-1)
+        return gains, vad, [h1, h2, h3]
+
+
+class RNNoise(RNNoiseLayers):
+    """RNNoise at any rate, on this project's light features (see the module docstring)."""
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        hop_ms: float = 10.0,
+        n_bands: int = 22,
+        n_deltas: int = 6,
+        cond_size: int = 128,
+        gru_size: int = 256,
+        channels: dict[str, int] | None = None,
+    ) -> None:
+        """`channels`: see `RNNoiseLayers`."""
+        super().__init__(n_bands + 2 * n_deltas, n_bands, cond_size, gru_size, channels)
+        self.sample_rate = sample_rate
+        self.hop = int(round(sample_rate * hop_ms / 1000))
+        self.n_deltas = n_deltas
+        n_bins = self.hop + 1
+        # Fixed signal-processing tables are rebuilt from the config, so they stay out of the state dict.
+        self.register_buffer("window", vorbis_window(2 * self.hop), persistent=False)
+        self.register_buffer("filterbank", triangular_filterbank(n_bands, n_bins, sample_rate), persistent=False)
+        self.register_buffer("dct", dct_matrix(n_bands), persistent=False)
+
+    def input_config(self) -> dict[str, float]:
+        """What a teacher must share with this model to be distilled into it: the same inputs and bands."""
+        return {"sample_rate": self.sample_rate, "hop": self.hop, "n_bands": self.n_bands, "n_deltas": self.n_deltas}
 
     # --- signal side -------------------------------------------------------------------------
     def band_energy(self, spec: torch.Tensor) -> torch.Tensor:
@@ -132,20 +159,6 @@ class RNNoise(nn.Module):
 
     def _apply_gains(self, spec: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
         return spec * (gains @ self.filterbank).to(spec.dtype)
-
-    # --- network -----------------------------------------------------------------------------
-    def _network(self, features: torch.Tensor, states: list[torch.Tensor] | None = None):
-        """Features [B, F+4, n_features] → gains [B, F, bands], vad [B, F], new GRU states."""
-        x = torch.tanh(self.conv1(features.transpose(1, 2)))
-        x = torch.tanh(self.conv2(x)).transpose(1, 2)
-        states = states or [None, None, None]
-        out1, h1 = self.gru1(x, states[0])
-        out2, h2 = self.gru2(out1, states[1])
-        out3, h3 = self.gru3(out2, states[2])
-        joined = torch.cat([x, out1, out2, out3], dim=-1)
-        gains = torch.sigmoid(self.dense_out(joined))
-        vad = torch.sigmoid(self.vad_dense(joined)).squeeze(-1)
-        return gains, vad, [h1, h2, h3]
 
     def forward(self, noisy: torch.Tensor) -> RNNoiseOutput:
         """Noisy waveform [B, T] → enhanced waveform [B, T] with per-frame gains and VAD."""

@@ -1,0 +1,89 @@
+"""xiph's RNNoise in torch (`models.rnnoise_xiph`) with the weights librnnoise ships
+(`speechcompress import-rnnoise`), against the C library itself on the same 48 kHz audio.
+
+Tolerances. The C library computes tanh and sigmoid by rational approximations (on AVX builds
+with an approximate reciprocal too), torch exactly, and each sums in its own order. Fed the same
+features, the two networks' band gains measured 1.4e-3 apart at most, 6e-5 on average, over 300
+frames: the test allows 3e-3 and 2e-4. The enhanced signals differ by −72 dB (error energy over
+the library's output energy): the test allows −40 dB.
+"""
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+
+from speechcompress.checkpoints import load_task
+from speechcompress.cli import main
+from speechcompress.export.rnnoise_c import LibRNNoise
+from speechcompress.features import xiph48k
+from speechcompress.models.rnnoise_xiph import XiphRNNoise, band_interpolation
+
+from .test_xiph48k import _c_frame_features, _gliding_voice
+
+DELAY = 960  # librnnoise's output is two frames behind its input
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    checkpoint = tmp_path_factory.mktemp("xiph") / "xiph.ckpt"
+    assert main(["import-rnnoise", "--out", str(checkpoint)]) == 0
+    return load_task(checkpoint)
+
+
+def _c_network_gains(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """librnnoise's network (`compute_rnn`, its built-in weights) run over `features` [F, 65] from a
+    fresh state: band gains [F, 32] and VAD [F]."""
+    lib = LibRNNoise().lib
+    floats = ctypes.POINTER(ctypes.c_float)
+    lib.compute_rnn.argtypes = [ctypes.c_void_p, floats, floats, floats, floats, ctypes.c_int]
+    denoiser = lib.rnnoise_create(None)  # its model comes first in the struct: the RNNoise* compute_rnn takes
+    state = np.zeros(1 << 14, np.float32)  # RNNState: the conv memories and the three GRU states, zeroed
+    gains, vad = np.zeros((len(features), 32), np.float32), np.zeros(len(features), np.float32)
+    try:
+        for t, frame in enumerate(np.ascontiguousarray(features, np.float32)):
+            lib.compute_rnn(denoiser, state.ctypes.data_as(floats), gains[t].ctypes.data_as(floats),
+                            vad[t:].ctypes.data_as(floats), np.ascontiguousarray(frame).ctypes.data_as(floats), 0)
+    finally:
+        lib.rnnoise_destroy(denoiser)
+    return gains, vad
+
+
+def test_the_imported_network_gives_librnnoises_band_gains(imported):
+    audio = _gliding_voice()
+    c = _c_frame_features(audio)  # the library's analysis of these very samples (no high-pass before it)
+    sounding = ~c["silent"].astype(bool)
+    c_gains, c_vad = _c_network_gains(c["features"][sounding])
+    analysis = xiph48k.analyse(audio)
+    with torch.no_grad():
+        gains, vad, _ = imported.model._network(analysis.features[sounding].float()[None], fresh=True)
+    same_period = analysis.period.numpy()[sounding] == np.round(100 * c["features"][sounding, 64] + 300)
+    assert same_period.mean() > 0.95
+    difference = np.abs(gains[0].numpy() - c_gains)[same_period]
+    assert difference.max() < 3e-3 and difference.mean() < 2e-4
+    assert np.abs(vad[0].numpy() - c_vad)[same_period].max() < 3e-3
+
+
+def test_the_imported_checkpoint_denoises_as_librnnoise_does(imported):
+    audio = _gliding_voice(seed=6)
+    c_out, c_vad = LibRNNoise().denoise(audio)
+    with torch.no_grad():
+        output = imported.model(torch.from_numpy(audio)[None] / 32768.0)
+    ours = output.enhanced[0].numpy() * 32768.0
+    assert ours.shape == audio.shape  # aligned with the input: the library's delay taken out
+    reference = c_out[DELAY:]
+    error_db = 10 * np.log10(np.sum((ours[: len(reference)] - reference) ** 2) / np.sum(reference**2))
+    assert error_db < -40
+    # frame t's gains and VAD come from call t + 1, which the library returns one frame later
+    frames = len(c_vad) - 1
+    assert output.gains.shape == (1, len(audio) // 480, 32)
+    assert np.abs(output.vad[0, :frames].numpy() - c_vad[1:]).max() < 3e-3
+
+
+def test_band_gains_spread_to_bins_linearly_and_stop_at_20_khz():
+    spread = band_interpolation()
+    assert torch.allclose(spread.sum(dim=0)[:400], torch.tensor(1.0, dtype=torch.float64))
+    assert spread[:, 400:].abs().sum() == 0
+    with pytest.raises(ValueError, match="48000 Hz only"):
+        XiphRNNoise(sample_rate=16000)
