@@ -71,9 +71,10 @@ def _windows(task, args: argparse.Namespace):
 
 def _denoiser(args: argparse.Namespace):
     """The checkpoint's task, or an exported file with the settings it carries (run on the CPU)."""
-    from speechcompress.export.runtime import is_onnx, load_deployed
+    from speechcompress.export.runtime import is_deployed, load_deployed
 
-    return load_deployed(args.checkpoint, "denoiser") if is_onnx(args.checkpoint) else load_denoiser(args.checkpoint, args.device)
+    return (load_deployed(args.checkpoint, "denoiser") if is_deployed(args.checkpoint)
+            else load_denoiser(args.checkpoint, args.device))
 
 
 def enhance(args: argparse.Namespace) -> int:
@@ -107,10 +108,10 @@ def vad(args: argparse.Namespace) -> int:
     import numpy as np
 
     from speechcompress.evaluation.vad_segments import FRAME_SECONDS, speech_segments
-    from speechcompress.export.runtime import is_onnx, load_deployed
+    from speechcompress.export.runtime import is_deployed, load_deployed
     from speechcompress.tasks.vad import load_vad
 
-    task = load_deployed(args.checkpoint, "vad") if is_onnx(args.checkpoint) else load_vad(args.checkpoint, args.device)
+    task = load_deployed(args.checkpoint, "vad") if is_deployed(args.checkpoint) else load_vad(args.checkpoint, args.device)
     config = task.segment_config if args.threshold is None else dataclasses.replace(task.segment_config,
                                                                                      threshold=args.threshold)
     source, target = Path(args.input), Path(args.output)
@@ -305,6 +306,18 @@ def export(args: argparse.Namespace) -> int:
                               quantize=args.quantize == "dynamic-int8")
         _print_files(files.values())
         return 0
+    if args.format == "rnnoise-c":
+        from speechcompress.export.rnnoise_c import export_weights_file
+
+        if args.quantize is not None:
+            raise ValueError("--format rnnoise-c writes int8 weights as xiph's exporter does (librnnoise is built "
+                             "for them); --float-copies adds float weights the library then computes with")
+        written = export_weights_file(task.model, (out if args.out else out / "rnnoise-c") / "rnnoise_weights.bin",
+                                      float_copies=args.float_copies, library=args.library)
+        _print_files([written.path])
+        print("parity: " + (f"librnnoise's output is {written.error_db:.1f} dB from torch's" if written.error_db is not None
+                            else "not checked (librnnoise not found: pip install pyrnnoise)"), file=sys.stderr)
+        return 0
     calibration = None
     if args.quantize == "static-int8":
         datamodule = instantiate(_run_config(checkpoint, args.config).data)
@@ -328,11 +341,11 @@ def _print_files(paths) -> None:
 def benchmark(args: argparse.Namespace) -> int:
     from speechcompress.checkpoints import load_task
     from speechcompress.evaluation.measure import real_time_factor
-    from speechcompress.export.runtime import OnnxModel, is_onnx
+    from speechcompress.export.runtime import deployed_model, is_deployed, is_onnx
 
     print(f"{'file':<48}{'bytes':>12}{'RTF, 1 thread':>15}{'ms per s':>10}")
     for name in args.files:
-        model = OnnxModel(name, threads=1) if is_onnx(name) else load_task(name).model
+        model = deployed_model(name, threads=1) if is_deployed(name) else load_task(name).model
         rtf = real_time_factor(model, model.sample_rate, args.seconds, args.repeats)["latency/rtf"]
         print(f"{name:<48}{Path(name).stat().st_size:>12,}{rtf:>15.4f}{1000 * rtf:>10.1f}")
     print(f"(the median of {args.repeats} passes over the same {args.seconds:g} s of noise, after one warm-up, in one process)")
@@ -431,14 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("export", help="a checkpoint to ONNX (checked against torch), optionally INT8 or FP16")
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py")
-    p.add_argument("--format", default="onnx", choices=["onnx", "funasr"],
+    p.add_argument("--format", default="onnx", choices=["onnx", "funasr", "rnnoise-c"],
                    help="onnx: speechcompress's files; funasr: an FSMN-VAD as a model folder for FunASR's ONNX "
                         "runtime (funasr_onnx.Fsmn_vad: model.onnx, model_quant.onnx with --quantize dynamic-int8, "
-                        "config.yaml, am.mvn)")
+                        "config.yaml, am.mvn); rnnoise-c: xiph's RNNoise (model=rnnoise_xiph) as the weights "
+                        "file xiph's C librnnoise loads (rnnoise_weights.bin: int8, GRUs block-sparse)")
+    p.add_argument("--float-copies", action="store_true",
+                   help="rnnoise-c: also the float weights, which the library then computes with (about 4x the bytes)")
+    p.add_argument("--library", help="rnnoise-c: the librnnoise.so to check parity with (default: "
+                                     "$SPEECHCOMPRESS_LIBRNNOISE, else pyrnnoise's)")
     p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "weight-only-int8", "fp16"],
                    help="also write model_int8.onnx (dynamic; static QDQ calibrated on the run's training "
                         "data; or int8 weights with fp32 arithmetic) or model_fp16.onnx")
-    p.add_argument("--out", help="output folder (default: the run's export/ folder; export/funasr/ for --format funasr)")
+    p.add_argument("--out", help="output folder (default: the run's export/ folder; export/funasr/ or export/rnnoise-c/ "
+                                 "for those formats)")
     p.add_argument("--config", help="the run's config.yaml, for static-int8's calibration data (default: beside "
                                     "the checkpoints folder)")
     p.add_argument("--calibration-batches", type=int, default=4, help="training batches for static-int8")

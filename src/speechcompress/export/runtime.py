@@ -20,9 +20,11 @@ from torch import nn
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.export.funasr import run_blocks
 from speechcompress.export.onnx import read_metadata, session
+from speechcompress.export.rnnoise_c import FRAME_SIZE, SAMPLE_RATE, LibRNNoise
 from speechcompress.features.fbank import frame_count, padded_fbank, stack_frames
 from speechcompress.inference import Windows
 from speechcompress.models.fsmn_vad import VADOutput
+from speechcompress.models.rnnoise import INT16_SCALE
 
 
 @dataclass
@@ -32,6 +34,38 @@ class EnhancedOutput:
 
 def is_onnx(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".onnx"
+
+
+def is_deployed(path: str | Path) -> bool:
+    """An exported file (.onnx, or a librnnoise weights file .bin), not a checkpoint."""
+    return Path(path).suffix.lower() in (".onnx", ".bin")
+
+
+class LibRNNoiseModel(nn.Module):
+    """A weights file of `export --format rnnoise-c`, run by xiph's C librnnoise (48 kHz), its output
+    aligned with its input like the torch models' (the library's two frames of delay taken out)."""
+
+    kind, sample_rate, meta = "denoiser", SAMPLE_RATE, {}
+
+    def __init__(self, path: str | Path, library: str | Path | None = None) -> None:
+        super().__init__()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        self.path, self.blob, self.library = path, path.read_bytes(), LibRNNoise(library)
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # see OnnxModel
+
+    def forward(self, noisy: torch.Tensor) -> EnhancedOutput:
+        length, delay = noisy.shape[-1], 2 * FRAME_SIZE
+        padded = torch.nn.functional.pad(noisy.detach().float().cpu(), (0, delay + (-length) % FRAME_SIZE))
+        outputs = [self.library.denoise(item.numpy() * INT16_SCALE, self.blob)[0][delay : delay + length]
+                   for item in padded]
+        return EnhancedOutput(torch.from_numpy(np.stack(outputs) / INT16_SCALE).to(noisy))
+
+
+def deployed_model(path: str | Path, threads: int | None = None) -> nn.Module:
+    """The exported file at `path` as a model: ONNX Runtime's session (`threads` intra-op threads), or librnnoise."""
+    return LibRNNoiseModel(path) if Path(path).suffix.lower() == ".bin" else OnnxModel(path, threads)
 
 
 class OnnxModel(nn.Module):
@@ -105,7 +139,7 @@ class OnnxModel(nn.Module):
 class Deployed:
     """An exported file with the settings its task kept: what `enhance` and `vad` need."""
 
-    model: OnnxModel
+    model: nn.Module  # OnnxModel or LibRNNoiseModel
     windows: Windows
     segment_config: SegmentConfig
 
@@ -116,7 +150,7 @@ class Deployed:
 
 def load_deployed(path: str | Path, kind: str, threads: int | None = None) -> Deployed:
     """The file at `path` as a `kind` ("denoiser" or "vad") model; a file of the other kind is refused."""
-    model = OnnxModel(path, threads)
+    model = deployed_model(path, threads)
     if model.kind != kind:
         raise ValueError(f"{path} holds a {model.kind} model, but this needs a {kind}: pass a file of the other kind")
     return Deployed(model, Windows(**model.meta.get("windows", {})), SegmentConfig(**model.meta.get("segments", {})))

@@ -30,7 +30,7 @@ from speechcompress.models.channels import (
 # (N = 2·hop, the window), so band energies are N² times xiph's, values of about 1e8–1e12, and the
 # 1e-2 floor below sits N² lower than xiph's own 1e-2 (about 1e-7 in xiph's units at 16 kHz).
 # fp16 cannot hold such energies (its largest value is 65504): the front-end always runs in fp32.
-_INT16_SCALE = 32768.0
+INT16_SCALE = 32768.0
 _LOG_FLOOR = 1e-2
 _LOG_CENTER, _LOG_SCALE = 4.0, 3.0  # log10 band energies of speech span about −2 … 10
 _CONTEXT = 4  # frames of feature context the two k=3 convs consume (3 past, 1 ahead)
@@ -135,7 +135,7 @@ class RNNoise(RNNoiseLayers):
     def band_energy(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex [B, F, bins] → band energies [B, F, n_bands] on the int16 scale, in fp32 even under autocast."""
         with torch.autocast(spec.device.type, enabled=False):
-            power = (spec.real.float().square() + spec.imag.float().square()) * _INT16_SCALE**2
+            power = (spec.real.float().square() + spec.imag.float().square()) * INT16_SCALE**2
             return power @ self.filterbank.T
 
     def analysis_band_energy(self, wave: torch.Tensor) -> torch.Tensor:

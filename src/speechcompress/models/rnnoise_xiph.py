@@ -12,8 +12,8 @@ Per 480-sample frame t, as the C library's t-th `rnnoise_process_frame` call:
    the change in energy between frames t−1 and t; the gains, spread over the bins by linear
    interpolation between band centres (0 from 20 kHz up), multiply X_{t−1};
 6. overlap-add of the windowed inverse FFT gives the output, two frames behind the input.
-`forward` returns the output aligned with the input instead (and pads one frame of zeros behind
-the signal, so that its last frame is filtered too).
+`forward` returns the output aligned with the input instead, as the library gives it when flushed
+with two frames of zeros after the signal.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import torchaudio.functional as AF
 
 from speechcompress.features import xiph48k
 from speechcompress.features.stft import istft, vorbis_window
-from speechcompress.models.rnnoise import RNNoiseLayers, RNNoiseOutput
+from speechcompress.models.rnnoise import INT16_SCALE, RNNoiseLayers, RNNoiseOutput
 
-_INT16_SCALE = 32768.0
 _HIGHPASS = ((1.0, -2.0, 1.0), (1.0, -1.99599, 0.99600))  # b, a of xiph's biquad
 _GAIN_FALL = 0.6  # per frame at most: an RT60 of 135 ms, against unnaturally quick attenuation
 
@@ -110,11 +109,13 @@ class XiphRNNoise(RNNoiseLayers):
 
     def forward(self, noisy: torch.Tensor) -> RNNoiseOutput:
         """Noisy waveform [B, T] (±1) → enhanced [B, T], with the gains and VAD of each frame."""
-        batch, length = noisy.shape
+        _, length = noisy.shape
         frames = -(-length // self.hop)
-        padded = torch.nn.functional.pad(noisy.detach().double(), (0, (frames + 1) * self.hop - length))
-        results = [self.denoise_int16(item.cpu().numpy() * _INT16_SCALE) for item in padded]
-        enhanced = torch.stack([r[0][:length] for r in results]).to(noisy) / _INT16_SCALE
+        # two frames of zeros behind: the frame after the last (which holds the high-pass's ringing)
+        # is filtered too, as when the library is flushed with two frames of zeros
+        padded = torch.nn.functional.pad(noisy.detach().double(), (0, (frames + 2) * self.hop - length))
+        results = [self.denoise_int16(item.cpu().numpy() * INT16_SCALE) for item in padded]
+        enhanced = torch.stack([r[0][:length] for r in results]).to(noisy) / INT16_SCALE
         # call t + 1 decides frame t
         gains = torch.stack([r[1][1 : frames + 1] for r in results]).to(noisy)
         vad = torch.stack([r[2][1 : frames + 1] for r in results]).to(noisy)
@@ -122,5 +123,5 @@ class XiphRNNoise(RNNoiseLayers):
 
     def analysis_band_energy(self, wave: torch.Tensor) -> torch.Tensor:
         """Band energies [B, frames, 32] of a waveform (±1), frame t as `forward`'s gains of frame t."""
-        spec = xiph48k.spectrum(torch.nn.functional.pad(wave.double(), (0, -wave.shape[-1] % self.hop)) * _INT16_SCALE)
+        spec = xiph48k.spectrum(torch.nn.functional.pad(wave.double(), (0, -wave.shape[-1] % self.hop)) * INT16_SCALE)
         return xiph48k.band_energy(spec).to(wave.dtype)
