@@ -130,7 +130,7 @@ def test_a_sparsified_model_runs_in_librnnoise_as_in_torch_from_a_third_of_the_g
         expected = task.model(audio).enhanced[0].numpy()
     from_c = LibRNNoiseModel(weights)(audio).enhanced[0].numpy()
     error_db = 10 * np.log10(np.sum((from_c - expected) ** 2) / np.sum(expected**2))
-    assert error_db < -30  # int8 weights and, in the library, int8 activations: measured -44 dB
+    assert error_db < -30  # int8 weights and, in the library, int8 activations: measured -43 to -44 dB
     # and `enhance` runs the file through the library
     sf.write(tmp_path / "noisy.wav", audio[0].numpy(), 48000)
     assert main(["enhance", "--checkpoint", str(weights), str(tmp_path / "noisy.wav"), str(tmp_path / "out.wav")]) == 0

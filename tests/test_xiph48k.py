@@ -6,7 +6,9 @@ import ctypes
 import numpy as np
 import pytest
 import torch
+import torchaudio.functional as AF
 
+from speechcompress.data.espeak import EspeakSynthesizer
 from speechcompress.export.rnnoise_c import LibRNNoise
 from speechcompress.features import xiph48k
 
@@ -87,3 +89,16 @@ def test_the_band_matrix_is_a_partition_of_unity_but_at_its_ends():
     assert torch.allclose(per_bin[: edges[1]], torch.tensor(2 / 3))
     assert torch.allclose(per_bin[edges[-2] : edges[-1]], torch.tensor(2 / 3))
     assert per_bin[edges[-1] :].abs().sum() == 0  # 20 kHz and up: in no band
+
+
+def test_on_espeak_speech_in_noise_the_pitch_and_features_are_librnnoises():
+    (speech,) = EspeakSynthesizer().synthesize(["Hallo, wie geht es dir heute? Das Wetter ist schön."], "de+f2",
+                                                 170, 50, 50, seed=1)
+    speech = AF.resample(torch.from_numpy(speech).double(), EspeakSynthesizer().sample_rate, 48000).numpy()
+    noise = 300 * np.random.default_rng(0).standard_normal(len(speech))
+    audio = (speech / np.abs(speech).max() * 12000 + noise).astype(np.float32)
+    c = _c_frame_features(audio)
+    sounding = ~c["silent"].astype(bool)
+    analysis = xiph48k.analyse(audio)
+    np.testing.assert_array_equal(analysis.period.numpy()[sounding], np.round(100 * c["features"][sounding, 64] + 300))
+    np.testing.assert_allclose(analysis.features.numpy(), c["features"], atol=1e-4)

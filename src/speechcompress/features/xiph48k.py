@@ -129,17 +129,17 @@ def _downsample(buffer: np.ndarray) -> np.ndarray:
 
 
 def _best_two(xcorr: np.ndarray, y: np.ndarray, length: int) -> tuple[int, int]:
-    """The two lags of highest normalised correlation xcorr² / energy (positive xcorr only)."""
-    energy = 1 + np.dot(y[:length], y[:length])
-    best = [(-1.0, 0.0, 0), (-1.0, 0.0, 1)]  # (numerator, denominator, lag), best first
-    for lag, value in enumerate(xcorr):
-        if value > 0:
-            numerator = (value * 1e-12) ** 2  # as xiph scales it, against float overflow
-            if numerator * best[1][1] > best[1][0] * energy:
-                entry = (numerator, energy, lag)
-                best = [entry, best[0]] if numerator * best[0][1] > best[0][0] * energy else [best[0], entry]
-        energy = max(1.0, energy + y[lag + length] ** 2 - y[lag] ** 2)
-    return best[0][2], best[1][2]
+    """The two lags of highest normalised correlation xcorr² / energy of y[lag : lag + length]
+    among those with positive xcorr, the earlier lag first among equals (xiph's scan keeps a
+    candidate only when strictly better); (0, 1) when no xcorr is positive."""
+    positive = np.flatnonzero(xcorr > 0)
+    if len(positive) == 0:
+        return 0, 1
+    sums = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
+    energy = np.maximum(1.0, 1 + sums[positive + length] - sums[positive])
+    ratio = np.square(xcorr[positive] * 1e-12) / energy  # scaled as xiph scales it, against float overflow
+    order = positive[np.argsort(-ratio, kind="stable")]
+    return int(order[0]), int(order[1]) if len(order) > 1 else 0
 
 
 def _interpolated_offset(a: float, b: float, c: float) -> int:
@@ -155,7 +155,7 @@ def _pitch_search(low: np.ndarray) -> int:
     """The lag (at 48 kHz, PITCH_MAX_PERIOD − period) of the latest PITCH_FRAME samples against the past."""
     x, length, max_lag = low[PITCH_MAX_PERIOD // 2 :], PITCH_FRAME, PITCH_MAX_PERIOD - 3 * PITCH_MIN_PERIOD
     x4, y4 = x[: 2 * (length // 4) : 2], low[: 2 * ((length + max_lag) // 4) : 2]
-    coarse = np.array([np.dot(x4, y4[lag : lag + length // 4]) for lag in range(max_lag // 4)])
+    coarse = np.lib.stride_tricks.sliding_window_view(y4, length // 4)[: max_lag // 4] @ x4
     best = _best_two(coarse, y4, length // 4)
     fine = np.zeros(max_lag // 2)
     for lag in range(max_lag // 2):
@@ -180,11 +180,9 @@ def _remove_doubling(low: np.ndarray, period: int, previous_period: int, previou
         return xy / math.sqrt(1 + xx * yy)
 
     xx, xy = np.dot(x, x), np.dot(x, lagged(period))
-    energies = np.empty(max_period + 1)  # energy of the lagged window, for every lag
-    energies[0] = running = xx
-    for lag in range(1, max_period + 1):
-        running = running + low[max_period - lag] ** 2 - low[max_period + n - lag] ** 2
-        energies[lag] = max(0.0, running)
+    # energy of the lagged window, for every lag: one sample enters and one leaves per lag
+    entering, leaving = low[:max_period][::-1], low[n : max_period + n][::-1]
+    energies = np.maximum(0.0, xx + np.concatenate([[0.0], np.cumsum(entering**2 - leaving**2)]))
     best_xy, best_yy, best, first_gain = xy, energies[period], period, gain(xy, xx, energies[period])
     best_gain = first_gain
     for k in range(2, 16):
