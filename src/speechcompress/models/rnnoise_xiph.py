@@ -79,49 +79,77 @@ class XiphRNNoise(RNNoiseLayers):
         filtered_energy = xiph48k.band_energy(spec, self.bands)
         return spec * (torch.sqrt(energy / (1e-8 + filtered_energy)) @ self.interpolation)
 
+    def _calls(self, analyses: list[xiph48k.Analysis]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's band gains [B, F, 32] and VAD [B, F] at each call, zero at silent frames,
+        where the library skips the network (its state carries over to the next sounding frame)."""
+        features = torch.stack([a.features for a in analyses]).float().to(self.interpolation.device)
+        silent = torch.stack([a.silent for a in analyses]).to(features.device)
+        if not silent.any():  # the usual case: the whole batch at once
+            gains, vad, _ = self._network(features, fresh=True)
+            return gains, vad
+        gains = features.new_zeros(*silent.shape, self.n_bands)
+        vad = features.new_zeros(silent.shape)
+        for item, quiet in enumerate(silent):
+            sounding = torch.nonzero(~quiet).squeeze(1)
+            if len(sounding):
+                item_gains, item_vad, _ = self._network(features[item, sounding][None], fresh=True)
+                gains[item, sounding], vad[item, sounding] = item_gains[0], item_vad[0]
+        return gains, vad
+
+    @torch.no_grad()
+    def _synthesise(self, analysis: xiph48k.Analysis, gains: torch.Tensor) -> torch.Tensor:
+        """Steps 4–6 of the module docstring for one signal: its samples (int16 scale) aligned with
+        the input, from the gains of each call [F, 32]."""
+        gains = gains.detach().double().cpu()
+        calls = torch.nonzero(~analysis.silent).squeeze(1).tolist()
+        # the smoothed gains depend on the previous call's: a short loop over 32-band vectors
+        energy, raw = analysis.energy.numpy(), gains.numpy()
+        smoothed, last = np.zeros_like(raw), np.zeros(xiph48k.N_BANDS)
+        for t in calls:
+            previous = energy[t - 1] if t else 0.0  # before the first frame: nothing
+            smoothed[t] = np.maximum(raw[t], _GAIN_FALL * last)
+            last = np.minimum(1.0, smoothed[t] * (previous + 1e-3) / (energy[t] + 1e-3))
+        filtering = torch.tensor([t for t in calls if t > 0], dtype=torch.long)  # call t filters frame t − 1
+        frames = filtering - 1
+        out = analysis.spectrum.clone()
+        filtered = self._pitch_filter(out[frames], analysis.pitch_spectrum[frames], analysis.energy[frames],
+                                      analysis.pitch_energy[frames], analysis.correlation[frames], gains[filtering])
+        out[frames] = filtered * (torch.from_numpy(smoothed[filtering.numpy()]) @ self.interpolation.cpu())
+        window = vorbis_window(2 * self.hop).double()
+        return istft(out[None] * (2 * self.hop), self.hop, window, len(analysis.silent) * self.hop)[0]
+
     def denoise_int16(self, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One signal (48 kHz, int16 scale) → (output aligned with the input over whole frames,
         the network's band gains [F, 32] and VAD [F] of each call, zero where it skipped a silent
         frame). Call t filters frame t − 1, so the last frame comes out unfiltered."""
         analysis = xiph48k.analyse(highpass(wave))
-        frames = len(analysis.silent)
-        sounding = torch.nonzero(~analysis.silent).squeeze(1)
-        gains = torch.zeros(frames, xiph48k.N_BANDS, dtype=torch.float64)
-        vad = torch.zeros(frames, dtype=torch.float64)
-        if len(sounding):
-            network_gains, network_vad, _ = self._network(analysis.features[sounding].float()[None], fresh=True)
-            gains[sounding], vad[sounding] = network_gains[0].double(), network_vad[0].double()
-        out = analysis.spectrum.clone()
-        last = torch.zeros(xiph48k.N_BANDS, dtype=torch.float64)  # the smoothed gains' floor, carried
-        zero = torch.zeros(xiph48k.N_BANDS, dtype=torch.float64)
-        for t in sounding.tolist():
-            previous = analysis.energy[t - 1] if t else zero  # before the first frame: nothing
-            g = torch.maximum(gains[t], _GAIN_FALL * last)
-            last = torch.clamp(g * (previous + 1e-3) / (analysis.energy[t] + 1e-3), max=1.0)
-            if t:
-                p = t - 1
-                filtered = self._pitch_filter(out[p], analysis.pitch_spectrum[p], analysis.energy[p],
-                                              analysis.pitch_energy[p], analysis.correlation[p], gains[t])
-                out[p] = filtered * (g @ self.interpolation)
-        window = vorbis_window(2 * self.hop).double()
-        samples = istft(out[None] * (2 * self.hop), self.hop, window, frames * self.hop)[0]
-        return samples, gains, vad
+        gains, vad = self._calls([analysis])
+        return self._synthesise(analysis, gains[0]), gains[0], vad[0]
 
     def forward(self, noisy: torch.Tensor) -> RNNoiseOutput:
         """Noisy waveform [B, T] (±1) → enhanced [B, T], with the gains and VAD of each frame."""
-        _, length = noisy.shape
-        frames = -(-length // self.hop)
-        # two frames of zeros behind: the frame after the last (which holds the high-pass's ringing)
-        # is filtered too, as when the library is flushed with two frames of zeros
-        padded = torch.nn.functional.pad(noisy.detach().double(), (0, (frames + 2) * self.hop - length))
-        results = [self.denoise_int16(item.cpu().numpy() * INT16_SCALE) for item in padded]
-        enhanced = torch.stack([r[0][:length] for r in results]).to(noisy) / INT16_SCALE
+        length = noisy.shape[-1]
+        padded, frames = self._padded(noisy)
+        analyses = [xiph48k.analyse(highpass(item.numpy())) for item in padded]
+        gains, vad = self._calls(analyses)
+        enhanced = torch.stack([self._synthesise(a, g)[:length] for a, g in zip(analyses, gains, strict=True)])
         # call t + 1 decides frame t
-        gains = torch.stack([r[1][1 : frames + 1] for r in results]).to(noisy)
-        vad = torch.stack([r[2][1 : frames + 1] for r in results]).to(noisy)
-        return RNNoiseOutput(enhanced, gains, vad, self.analysis_band_energy(noisy))
+        energy = torch.stack([a.energy[:frames] for a in analyses])
+        return RNNoiseOutput((enhanced / INT16_SCALE).to(noisy), gains[:, 1 : frames + 1].to(noisy.dtype),
+                             vad[:, 1 : frames + 1].to(noisy.dtype), energy.to(noisy))
+
+    def _padded(self, wave: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """[B, T] (±1) → the int16-scale signals, with two frames of zeros behind: the frame after
+        the last (which holds the high-pass's ringing) is filtered too, as when the library is
+        flushed with two frames of zeros; and the number of frames T covers."""
+        frames = -(-wave.shape[-1] // self.hop)
+        padding = (frames + 2) * self.hop - wave.shape[-1]
+        return torch.nn.functional.pad(wave.detach().double().cpu(), (0, padding)) * INT16_SCALE, frames
 
     def analysis_band_energy(self, wave: torch.Tensor) -> torch.Tensor:
-        """Band energies [B, frames, 32] of a waveform (±1), frame t as `forward`'s gains of frame t."""
-        spec = xiph48k.spectrum(torch.nn.functional.pad(wave.double(), (0, -wave.shape[-1] % self.hop)) * INT16_SCALE)
-        return xiph48k.band_energy(spec).to(wave.dtype)
+        """Band energies [B, frames, 32] of a waveform (±1) after the high-pass, frame t as
+        `forward`'s gains of frame t (what xiph's training targets are made of)."""
+        padded, frames = self._padded(wave)
+        energies = [xiph48k.band_energy(xiph48k.spectrum(torch.from_numpy(highpass(item.numpy()))[None]))
+                    for item in padded]
+        return torch.cat(energies)[:, :frames].to(wave)
