@@ -32,7 +32,7 @@ from speechcompress.export.pipeline import (
     export_files,
     task_settings,
 )
-from speechcompress.export.runtime import OnnxModel
+from speechcompress.export.runtime import deployed_model
 from speechcompress.interruption import LAST_CHECKPOINT, SaveOnSignal
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
@@ -181,6 +181,21 @@ def _refuse_missing(cfg: DictConfig) -> None:
                           f"line (the comment beside it in conf/ says what it takes)")
 
 
+def start_from(task: SpeechTask, checkpoint: str) -> None:
+    """`init=CKPT`: the run's model starts from the weights of CKPT's model (e.g. `import-rnnoise`'s),
+    which must have the same layers and sizes."""
+    try:
+        saved = read_checkpoint(checkpoint)["state_dict"]
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"init={checkpoint}: {error}") from None
+    weights = {name.removeprefix("model."): value for name, value in saved.items() if name.startswith("model.")}
+    try:
+        task.model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ConfigError(f"init={checkpoint}: its model does not fit this run's model.*: "
+                          f"{str(error).splitlines()[0]} ...") from None
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test and measure one recipe; returns the metrics that were logged."""
     _refuse_missing(cfg)
@@ -199,6 +214,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     resume_path, resume_run_id = _resume_state(cfg, run_dir)
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
+    if cfg.get("init") and not resume_path:
+        start_from(task, cfg.init)
     compression = build_compression(cfg)
     check_compression(compression, task, planned_steps(cfg, datamodule))
 
@@ -267,8 +284,9 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
     `size/bytes_KEY` (bytes on disk), `latency/rtf_KEY` (ONNX Runtime, one thread, the same audio
     as torch's `latency/rtf`) and `deploy/KEY/NAME` (the test split through the file), for KEY =
     onnx, onnx_int8, onnx_stream and onnx_stream_int8 (RNNoise's step graph, run hop by hop;
-    FSMN-VAD's FunASR step graph, run on whole signals from empty caches), and onnx_fp16 (its size
-    only; fp16 is meant for GPUs, not this CPU measurement)."""
+    FSMN-VAD's FunASR step graph, run on whole signals from empty caches), onnx_fp16 (its size
+    only; fp16 is meant for GPUs, not this CPU measurement), and rnnoise_c (xiph's RNNoise as
+    librnnoise's weights file, run by the C library)."""
     model = task.model
     calibration = None
     if cfg.export.quantize == "static-int8":
@@ -279,7 +297,7 @@ def deploy(cfg: DictConfig, task: SpeechTask, datamodule, folder: Path) -> tuple
         metrics[f"size/bytes_{key}"] = float(path.stat().st_size)
         if key == "onnx_fp16":
             continue
-        deployed = OnnxModel(path, threads=1)
+        deployed = deployed_model(path, threads=1)
         rtf = real_time_factor(deployed, task.sample_rate, cfg.measure.latency_seconds, cfg.measure.latency_repeats)
         metrics[f"latency/rtf_{key}"] = rtf["latency/rtf"]
         if cfg.export.evaluate:
@@ -332,12 +350,13 @@ def summary(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float], checkp
 
 def deployment_lines(cfg: DictConfig, task: SpeechTask, metrics: dict[str, float]) -> list[str]:
     """torch, ONNX fp32 and ONNX INT8 side by side: bytes, real-time factor, the headline quality."""
-    if "size/bytes_onnx" not in metrics:
+    if "size/bytes_onnx" not in metrics and "size/bytes_rnnoise_c" not in metrics:
         return []
     name, label = task.headline
     rows = [("torch checkpoint", metrics["size/bytes_checkpoint"], metrics.get("latency/rtf"), metrics.get(f"test/{name}"))]
     for key, title in (("onnx", "ONNX fp32"), ("onnx_int8", f"ONNX {cfg.export.quantize}"), ("onnx_fp16", "ONNX fp16"),
-                       ("onnx_stream", "ONNX step fp32"), ("onnx_stream_int8", "ONNX step dynamic-int8")):
+                       ("onnx_stream", "ONNX step fp32"), ("onnx_stream_int8", "ONNX step dynamic-int8"),
+                       ("rnnoise_c", "librnnoise int8")):
         if f"size/bytes_{key}" in metrics:
             rows.append((title, metrics[f"size/bytes_{key}"], metrics.get(f"latency/rtf_{key}"),
                          metrics.get(f"deploy/{key}/{name}")))

@@ -24,7 +24,9 @@ from speechcompress.export.quantize import (
     quantize_static_int8,
     quantize_weights_int8,
 )
+from speechcompress.export.rnnoise_c import export_weights_file
 from speechcompress.models.fsmn_vad import FSMNVAD
+from speechcompress.models.rnnoise_xiph import XiphRNNoise
 
 QUANTIZE_MODES = ("dynamic-int8", "static-int8", "weight-only-int8")
 
@@ -60,8 +62,14 @@ def export_files(model: nn.Module, folder: str | Path, settings: dict[str, objec
     torch too) and, when quantizing, step_int8.onnx (always dynamic: calibrating a step graph needs
     its states); for an FSMN-VAD the FunASR folder funasr/ (its step graph, with FSMN caches; dynamic
     INT8 when quantizing). Returns {"onnx", "onnx_int8", "onnx_fp16", "onnx_stream", "onnx_stream_int8":
-    path} for the ONNX files written."""
+    path} for the ONNX files written. xiph's RNNoise (`XiphRNNoise`) is written as librnnoise's weights
+    file instead: {"rnnoise_c": path}."""
     folder = Path(folder)
+    if isinstance(model, XiphRNNoise):  # shipped as librnnoise's weights file (int8 by construction), not ONNX
+        if quantize or fp16:
+            warnings.warn("export.quantize and export.fp16 apply to ONNX files: xiph's RNNoise ships as "
+                          "librnnoise's int8 weights file only", stacklevel=2)
+        return {"rnnoise_c": export_weights_file(model, folder / "rnnoise_weights.bin").path}
     if quantize not in (None, *QUANTIZE_MODES):
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)} or null, not {quantize!r}")
     if quantize == "static-int8" and not calibration:

@@ -105,6 +105,8 @@ def _levinson(ac: np.ndarray, order: int) -> np.ndarray:
     if ac[0] == 0:
         return lpc
     for i in range(order):
+        if not error > 0:  # underflow on a nearly silent window (the C's float32 sums are zero sooner)
+            break
         reflection = -(ac[i + 1] + np.dot(lpc[:i], ac[i:0:-1])) / error
         lpc[:i] = lpc[:i] + reflection * lpc[:i][::-1]
         lpc[i] = reflection

@@ -43,6 +43,40 @@ class RNNoiseLoss:
         return {"loss": gain_loss + self.vad_weight * vad_loss, "gain_loss": gain_loss, "vad_loss": vad_loss}
 
 
+class XiphRNNoiseLoss:
+    """xiph's own RNNoise loss (torch/rnnoise/train_rnnoise.py), on targets made as its
+    dump_features.c makes them, for `XiphRNNoise`:
+    - band energies of the high-passed clean speech (Ey) and noisy input (Ex), as the library's
+      analysis computes them; the target gain g = sqrt((Ey + 1e-3) / (Ex + 1e-3)), at most 1;
+    - no target (the mask m = 0) in a band where both energies are under 5e-2, nor in a frame whose
+      noisy band energies sum under 0.1 (xiph's silence in training);
+    - the target shaped as g · tanh(8g)², which pulls small gains to 0;
+    - gain loss mean((1 + 5v) · m · (ĝ^γ − shaped^γ)²), γ = 0.25, over all bands and frames;
+    - VAD loss mean(|2v − 1| · (−v log(0.01 + p) − (1 − v) log(1.01 − p))), weighted 0.001.
+    (xiph also masks frames of utterances recorded without any noise, which the mixtures here never are.)"""
+
+    def __init__(self, gamma: float = 0.25, vad_weight: float = 0.001, speech_weight: float = 5.0,
+                 quiet_band: float = 5e-2, silent_frame: float = 0.1) -> None:
+        self.gamma, self.vad_weight, self.speech_weight = gamma, vad_weight, speech_weight
+        self.quiet_band, self.silent_frame = quiet_band, silent_frame
+
+    def __call__(self, model, output, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with torch.autocast(batch["clean"].device.type, enabled=False):
+            clean, noisy = model.analysis_band_energy(batch["clean"]).float(), output.band_energy.float()
+            gain = torch.sqrt((clean + 1e-3) / (noisy + 1e-3)).clamp(max=1.0)
+            quiet = (clean < self.quiet_band) & (noisy < self.quiet_band)
+            silent = noisy.sum(dim=-1, keepdim=True) < self.silent_frame
+            mask = (~(quiet | silent)).float()
+            shaped = gain * torch.tanh(8 * gain).square()
+            vad = frame_vad_targets(batch["vad"])[:, : output.vad.shape[1]].float()
+            error = output.gains.float().pow(self.gamma) - shaped.pow(self.gamma)
+            gain_loss = ((1 + self.speech_weight * vad).unsqueeze(-1) * mask * error.square()).mean()
+            p = output.vad.float()
+            bce = -vad * torch.log(0.01 + p) - (1 - vad) * torch.log(1.01 - p)
+            vad_loss = ((2 * vad - 1).abs() * bce).mean()
+            return {"loss": gain_loss + self.vad_weight * vad_loss, "gain_loss": gain_loss, "vad_loss": vad_loss}
+
+
 def si_snr(estimate: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero-mean SI-SNR in dB of each item of [B, T] batches over its first `lengths` samples (the
     rest is batch padding), as the evaluation's SI-SDR: [B]."""
