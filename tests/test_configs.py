@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from speechcompress.checkpoints import save_task
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
 from speechcompress.train import build_task
 
@@ -55,4 +56,17 @@ def test_an_unknown_export_quantization_is_refused_before_training(tmp_path):
     result = _train("+experiment=rnnoise", "export.quantize=int4", *sandbox_overrides(tmp_path))
     assert result.returncode == 2
     assert "export.quantize=int4 is not a quantization" in result.stderr and "dynamic-int8" in result.stderr
+    assert not (tmp_path / "experiments" / "runs").exists()  # nothing written
+
+
+def test_init_weights_are_checked_before_anything_is_written(tmp_path):
+    result = _train("+experiment=rnnoise_xiph48k_finetune", *sandbox_overrides(tmp_path))
+    assert result.returncode == 2 and "init must be set" in result.stderr  # the recipe says what it needs
+    result = _train("+experiment=rnnoise_xiph48k_finetune", f"init={tmp_path / 'gone.ckpt'}", *sandbox_overrides(tmp_path))
+    assert result.returncode == 2 and "gone.ckpt does not exist" in result.stderr
+    small = tmp_path / "small.ckpt"  # a checkpoint of another size
+    save_task(build_task(compose_config(["+experiment=rnnoise_xiph48k", "model.gru_size=32"])), small)
+    result = _train("+experiment=rnnoise_xiph48k_finetune", f"init={small}", *sandbox_overrides(tmp_path))
+    assert result.returncode == 2 and "does not fit this run's model.*" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "experiments" / "runs").exists()  # nothing written

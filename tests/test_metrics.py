@@ -9,7 +9,7 @@ from speechcompress.evaluation.speech_quality import SpeechQuality, pesq_wb, si_
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import Segment, label_segments
 from speechcompress.models.rnnoise import RNNoise, RNNoiseOutput
-from speechcompress.tasks.losses import RNNoiseLoss, frame_vad_targets
+from speechcompress.tasks.losses import RNNoiseLoss, XiphRNNoiseLoss, frame_vad_targets
 
 
 def _speechlike(seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
@@ -108,6 +108,26 @@ def test_rnnoise_loss_against_a_hand_computed_value():
     assert float(terms["gain_loss"]) == pytest.approx(gain_loss, rel=1e-5)
     assert float(terms["vad_loss"]) == pytest.approx(vad_loss, rel=1e-5)
     assert float(terms["loss"]) == pytest.approx(gain_loss + 0.001 * vad_loss, rel=1e-5)
+
+
+def test_xiph_loss_against_a_hand_computed_value():
+    # one frame, three bands (noisy energies sum to 4.2, above xiph's 0.1 of silence): band 0's target
+    # gain is sqrt((0.999 + 1e-3) / (3.999 + 1e-3)) = 0.5, shaped to 0.5 · tanh(4)²; band 1 is quiet
+    # in both (under 5e-2) and has no target; band 2's clean is louder than its noisy: gain 1, shaped tanh(8)²
+    clean_energy, noisy_energy = torch.tensor([[[0.999, 0.01, 0.4]]]), torch.tensor([[[3.999, 0.01, 0.2]]])
+    gains = torch.tensor([[[0.0625, 0.9, 1.0]]])
+    output = RNNoiseOutput(torch.zeros(1, 480), gains, torch.tensor([[0.8]]), noisy_energy)
+    batch = {"clean": torch.zeros(1, 480), "vad": torch.tensor([[1.0]])}
+    terms = XiphRNNoiseLoss()(_BandEnergies(clean_energy), output, batch)
+    errors = [0.5 - (0.5 * math.tanh(4) ** 2) ** 0.25, 0.0, 1.0 - (math.tanh(8) ** 2) ** 0.25]
+    gain_loss = (1 + 5 * 1) * sum(e**2 for e in errors) / 3  # a mean over all three bands, the masked one as 0
+    vad_loss = -math.log(0.01 + 0.8)  # xiph's BCE: log(0.01 + p) for speech, weight |2·1 − 1| = 1
+    assert float(terms["gain_loss"]) == pytest.approx(gain_loss, rel=1e-5)
+    assert float(terms["vad_loss"]) == pytest.approx(vad_loss, rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(gain_loss + 0.001 * vad_loss, rel=1e-5)
+    # a frame whose noisy bands sum under 0.1 is xiph's silence: no gain target at all
+    quiet = RNNoiseOutput(torch.zeros(1, 480), gains, torch.tensor([[0.8]]), noisy_energy / 100)
+    assert float(XiphRNNoiseLoss()(_BandEnergies(clean_energy), quiet, batch)["gain_loss"]) == 0.0
 
 
 def test_frame_vad_targets_cover_both_halves_of_a_frame():

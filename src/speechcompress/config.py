@@ -14,9 +14,11 @@ CONFIG_DIR = PROJECT_ROOT / "conf"
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    """The training config (conf/train.yaml) with Hydra `overrides`, composed outside a Hydra run."""
+    """The training config (conf/train.yaml) with Hydra `overrides`, composed outside a Hydra run
+    (its `${sc_root:}` paths resolve: the resolvers are registered)."""
     from hydra import compose, initialize_config_dir
 
+    register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
