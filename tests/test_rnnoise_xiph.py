@@ -31,17 +31,24 @@ from speechcompress.export.runtime import LibRNNoiseModel
 from speechcompress.features import xiph48k
 from speechcompress.models.rnnoise import RNNoise
 from speechcompress.models.rnnoise_xiph import XiphRNNoise, band_interpolation
+from speechcompress.train import run
 
+from .conftest import compose_config, sandbox_overrides
 from .test_xiph48k import _c_frame_features, _gliding_voice
 
 DELAY = 960  # librnnoise's output is two frames behind its input
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
+def imported_path(tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("xiph") / "xiph.ckpt"
     assert main(["import-rnnoise", "--out", str(checkpoint)]) == 0
-    return load_task(checkpoint)
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def imported(imported_path):
+    return load_task(imported_path)
 
 
 def _c_network_gains(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,3 +153,36 @@ def test_rnnoise_c_export_refuses_models_the_library_cannot_run(tmp_path):
     with pytest.raises(ValueError, match="GRUs of 64: librnnoise's layer sizes are compiled in"):
         export_weights_file(XiphRNNoise(gru_size=64), tmp_path / "w.bin")
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_model_fine_tuned_and_sparsified_here_ships_a_file_librnnoise_runs_as_torch_does(imported_path, tmp_path):
+    """A real run: the shipped weights fine-tuned for 60 steps on a small 48 kHz synthetic corpus,
+    block-sparsified on xiph's cubic schedule (here from 20 % to 60 % of the run, every step),
+    tested, exported to librnnoise's weights file and measured in the library."""
+    overrides = ["+experiment=rnnoise_xiph48k_finetune", f"init={imported_path}", "compression=sparsify",
+                 "compression.schedule=relative", "compression.sparsify_start=0.2", "compression.sparsify_stop=0.6",
+                 "compression.sparsify_interval=1", "trainer.max_steps=60", "trainer.val_check_interval=30",
+                 "trainer.enable_progress_bar=false", "data.batch_size=4", "data.train.segment_seconds=1.0",
+                 "data.train.utterances=24", "data.train.noise_clips_per_family=1", "data.train.babble_talkers=4",
+                 "data.train.rooms=2", "data.val.utterances=4", "data.val.length=4", "data.val.noise_clips_per_family=1",
+                 "data.test.utterances=4", "data.test.noise_clips_per_family=1", "data.test_unseen=null",
+                 "task.val_quality_items=2", "measure.latency_seconds=1", "measure.latency_repeats=1",
+                 "measure.memory_seconds=2", *sandbox_overrides(tmp_path)]
+    metrics = run(compose_config(overrides))
+    assert metrics["size/density"] < 0.45  # the GRUs at xiph's targets, the other layers dense
+    # the file is the size accounting's estimate to the byte, and a third of the dense model's GRU bytes
+    assert metrics["size/bytes_rnnoise_c"] == metrics["size/bytes_blob_int8"]
+    weights = next((tmp_path / "experiments" / "runs").rglob("rnnoise_weights.bin"))
+    arrays, dense = read_blob(weights.read_bytes()), LibRNNoise().builtin_arrays()
+    assert 3 * arrays["gru2_input_weights_int8"].nbytes == dense["gru2_input_weights_int8"].nbytes
+    # the library runs the file as torch runs the checkpoint, on audio the export's check never saw
+    task = load_task(next((tmp_path / "experiments" / "runs").rglob("best-*.ckpt")))
+    audio = torch.from_numpy(_gliding_voice(2.0, seed=11))[None] / 32768.0
+    with torch.no_grad():
+        expected = task.model(audio).enhanced[0].numpy()
+    from_c = LibRNNoiseModel(weights)(audio).enhanced[0].numpy()
+    error_db = 10 * np.log10(np.sum((from_c - expected) ** 2) / np.sum(expected**2))
+    print(f"density {metrics['size/density']:.3f}, file {metrics['size/bytes_rnnoise_c']:,.0f} bytes, library vs torch "
+          f"{error_db:.1f} dB, test PESQ torch {metrics['test/pesq']:.3f} library {metrics['deploy/rnnoise_c/pesq']:.3f}")
+    assert error_db < -30
+    assert metrics["deploy/rnnoise_c/pesq"] == pytest.approx(metrics["test/pesq"], abs=0.05)
