@@ -20,14 +20,9 @@ from speechcompress.checkpoints import load_task, save_task
 from speechcompress.cli import main
 from speechcompress.compression.size import size_metrics, tensor_sizes
 from speechcompress.compression.sparsify import SparsifyCallback
-from speechcompress.export.rnnoise_c import (
-    LibRNNoise,
-    export_weights_file,
-    model_arrays,
-    read_blob,
-    write_blob,
-)
+from speechcompress.export.rnnoise_c import LibRNNoise, read_blob, write_blob
 from speechcompress.export.runtime import LibRNNoiseModel
+from speechcompress.export.xiph_weights import export_weights_file, model_arrays
 from speechcompress.features import xiph48k
 from speechcompress.models.rnnoise import RNNoise
 from speechcompress.models.rnnoise_xiph import XiphRNNoise, band_interpolation

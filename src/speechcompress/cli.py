@@ -307,7 +307,7 @@ def export(args: argparse.Namespace) -> int:
         _print_files(files.values())
         return 0
     if args.format == "rnnoise-c":
-        from speechcompress.export.rnnoise_c import export_weights_file
+        from speechcompress.export.xiph_weights import export_weights_file
 
         if args.quantize is not None:
             raise ValueError("--format rnnoise-c writes int8 weights as xiph's exporter does (librnnoise is built "
@@ -364,7 +364,8 @@ def benchmark(args: argparse.Namespace) -> int:
 def import_rnnoise(args: argparse.Namespace) -> int:
     from speechcompress.checkpoints import save_task
     from speechcompress.config import compose_config
-    from speechcompress.export.rnnoise_c import LibRNNoise, torch_state_dict, xiph_sizes
+    from speechcompress.export.rnnoise_c import LibRNNoise
+    from speechcompress.export.xiph_weights import torch_state_dict, xiph_sizes
     from speechcompress.train import build_task
 
     library = LibRNNoise(args.library)

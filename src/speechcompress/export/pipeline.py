@@ -24,7 +24,7 @@ from speechcompress.export.quantize import (
     quantize_static_int8,
     quantize_weights_int8,
 )
-from speechcompress.export.rnnoise_c import export_weights_file
+from speechcompress.export.xiph_weights import export_weights_file
 from speechcompress.models.fsmn_vad import FSMNVAD
 from speechcompress.models.rnnoise_xiph import XiphRNNoise
 
