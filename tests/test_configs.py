@@ -64,9 +64,9 @@ def test_init_weights_are_checked_before_anything_is_written(tmp_path):
     assert result.returncode == 2 and "init must be set" in result.stderr  # the recipe says what it needs
     result = _train("+experiment=rnnoise_xiph48k_finetune", f"init={tmp_path / 'gone.ckpt'}", *sandbox_overrides(tmp_path))
     assert result.returncode == 2 and "gone.ckpt does not exist" in result.stderr
-    small = tmp_path / "small.ckpt"  # a checkpoint of another size
+    small = tmp_path / "small.ckpt"  # a checkpoint of another size, given to a recipe with no init of its own
     save_task(build_task(compose_config(["+experiment=rnnoise_xiph48k", "model.gru_size=32"])), small)
-    result = _train("+experiment=rnnoise_xiph48k_finetune", f"init={small}", *sandbox_overrides(tmp_path))
+    result = _train("+experiment=rnnoise_xiph48k", f"+init={small}", *sandbox_overrides(tmp_path))
     assert result.returncode == 2 and "does not fit this run's model.*" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "experiments" / "runs").exists()  # nothing written

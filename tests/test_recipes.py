@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from speechcompress.checkpoints import save_task
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
-from speechcompress.train import run
+from speechcompress.train import build_task, run
 
 from .conftest import TINY, TINY_FRCRN, TINY_FSMN, TINY_RUN, compose_config
 
@@ -29,7 +30,8 @@ SCHEDULES["group_lasso"] = SCHEDULES["prune"]
 def _tiny(experiment: str) -> list[str]:
     cfg = compose_config([f"+experiment={experiment}"])
     family = cfg.model._target_.rsplit(".", 1)[-1]
-    model = {"RNNoise": [o for o in TINY if o.startswith("model.")], "FRCRN": TINY_FRCRN}.get(family, TINY_FSMN)
+    rnnoise = [o for o in TINY if o.startswith("model.")]
+    model = {"RNNoise": rnnoise, "XiphRNNoise": rnnoise, "FRCRN": TINY_FRCRN}.get(family, TINY_FSMN)
     replaced = ("trainer.max_steps", "trainer.val_check_interval")
     return [*model, *(o for o in TINY_RUN if not o.startswith(replaced)), *STEPS,
             *SCHEDULES.get(str(cfg.compression.name), [])]
@@ -47,6 +49,9 @@ def test_every_recipe_takes_steps_and_reports(experiment, tiny_run, tiny_vad_run
     if "distill" in experiment:
         teacher = tiny_frcrn_run if experiment.startswith("frcrn") else tiny_vad_run
         overrides.append(f"compression.teacher={teacher[2]}")
+    if "finetune" in experiment:  # starts from a checkpoint of its own (tiny) sizes
+        start = save_task(build_task(compose_config(overrides)), tmp_path / "init.ckpt")
+        overrides.append(f"init={start}")
     metrics = run(compose_config(overrides))
     quality = metrics.get("test/pesq", metrics.get("test/f1"))
     assert quality is not None and math.isfinite(quality)
