@@ -31,8 +31,9 @@ _GAIN_FALL = 0.6  # per frame at most: an RT60 of 135 ms, against unnaturally qu
 
 
 def band_interpolation() -> torch.Tensor:
-    """[32, 481]: bin gains = band gains @ band_interpolation(); linear between the starts of the
-    bands, flat below the second and above the last, zero from 20 kHz up."""
+    """[32, 481]: bin gains = band gains @ band_interpolation(); linear between the bands' peaks
+    (band b's triangle peaks at edge b + 1), flat below the first peak and above the last, zero
+    from 20 kHz up."""
     edges, matrix = xiph48k.BAND_EDGES, torch.zeros(xiph48k.N_BANDS, xiph48k.N_BINS, dtype=torch.float64)
     matrix[0, : edges[1]] = 1.0
     for band in range(1, xiph48k.N_BANDS):
