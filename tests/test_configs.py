@@ -70,3 +70,10 @@ def test_init_weights_are_checked_before_anything_is_written(tmp_path):
     assert result.returncode == 2 and "does not fit this run's model.*" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "experiments" / "runs").exists()  # nothing written
+
+
+def test_xiph_rnnoise_at_sizes_librnnoise_cannot_load_is_refused_before_training(tmp_path):
+    result = _train("+experiment=rnnoise_xiph48k", "model.gru_size=32", "trainer=default", *sandbox_overrides(tmp_path))
+    assert result.returncode == 2
+    assert "librnnoise is built for conv1 of 128 and GRUs of 384" in result.stderr and "export=none" in result.stderr
+    assert not (tmp_path / "experiments" / "runs").exists()  # nothing written

@@ -33,6 +33,7 @@ from speechcompress.export.pipeline import (
     task_settings,
 )
 from speechcompress.export.runtime import deployed_model
+from speechcompress.export.xiph_weights import check_library_sizes
 from speechcompress.interruption import LAST_CHECKPOINT, SaveOnSignal
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
@@ -218,6 +219,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         start_from(task, cfg.init)
     compression = build_compression(cfg)
     check_compression(compression, task, planned_steps(cfg, datamodule))
+    if cfg.export.enabled:  # xiph's RNNoise ships a file that must load in librnnoise
+        try:
+            check_library_sizes(task.model)
+        except ValueError as error:
+            raise ConfigError(f"model.*: {error}") from None
 
     # nothing is written before this line: a refused setting leaves no folder and no MLflow run
     if resume_path:

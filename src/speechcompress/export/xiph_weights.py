@@ -25,7 +25,9 @@ from speechcompress.export.rnnoise_c import (
     encode_block_sparse,
     write_blob,
 )
+from speechcompress.files import atomic_path
 from speechcompress.models.rnnoise import INT16_SCALE
+from speechcompress.models.rnnoise_xiph import XiphRNNoise
 
 
 def _dense_int8(values: np.ndarray, inputs: int, outputs: int) -> np.ndarray:
@@ -201,15 +203,30 @@ def _parity_signal(seconds: float = 2.0) -> np.ndarray:
     return (3000 * voice + 500 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+def check_library_sizes(model, library: str | Path | None = None) -> None:
+    """Refuses (ValueError) a `XiphRNNoise` whose layer sizes differ from those compiled into
+    librnnoise, which could not load its weights file; nothing to check for other models, or where
+    the library is not found."""
+    if not isinstance(model, XiphRNNoise):
+        return
+    try:
+        shipped = xiph_sizes(LibRNNoise(library).builtin_arrays())
+    except FileNotFoundError:
+        return
+    ours = {"cond_size": model.sizes["conv1"], "gru_size": model.sizes["gru1"]}
+    if any(model.sizes[group] != model.sizes["gru1"] for group in ("conv2", "gru2", "gru3")) \
+            or ours != {name: shipped[name] for name in ours}:
+        raise ValueError(f"librnnoise is built for conv1 of {shipped['cond_size']} and GRUs of {shipped['gru_size']}, "
+                         f"this model has {dict(model.sizes)}: its weights file could not be loaded; use those sizes, "
+                         f"or export=none")
+
+
 def export_weights_file(model, path: str | Path, float_copies: bool = False, library: str | Path | None = None,
                         tolerance_db: float = -30.0) -> WeightsFile:
     """Writes `model` (a `XiphRNNoise`) as the weights file librnnoise loads (`rnnoise_model_from_buffer`,
     `rnnoise_model_from_filename`). Where the library can be found, the file is first run through it
     on a test signal: its output must be within `tolerance_db` (error over output energy) of the
     torch model's, or nothing is written."""
-    from speechcompress.files import atomic_path
-    from speechcompress.models.rnnoise_xiph import XiphRNNoise
-
     if not isinstance(model, XiphRNNoise):
         raise ValueError(f"--format rnnoise-c exports xiph's own model (model=rnnoise_xiph) only, not "
                          f"{type(model).__name__}: librnnoise computes xiph's 65 features and runs its pitch filter")
