@@ -183,8 +183,8 @@ def _refuse_missing(cfg: DictConfig) -> None:
 
 
 def start_from(task: SpeechTask, checkpoint: str) -> None:
-    """`init=CKPT`: the run's model starts from the weights of CKPT's model (e.g. `import-rnnoise`'s),
-    which must have the same layers and sizes."""
+    """`+init=CKPT` (`init=` in a recipe that sets `init: ???`): the run's model starts from the
+    weights of CKPT's model (e.g. `import-rnnoise`'s), which must have the same layers and sizes."""
     try:
         saved = read_checkpoint(checkpoint)["state_dict"]
     except (FileNotFoundError, ValueError) as error:
