@@ -39,6 +39,23 @@ def test_mlflow_store_holds_the_run(tiny_run):
     assert {"example0_noisy.wav", "example0_enhanced.wav", "example0_clean.wav", "example0_spectrogram.png"} <= examples
 
 
+def test_a_run_of_no_steps_tests_and_logs_the_model_it_starts_from(tiny_run, tmp_path):
+    """`init=CKPT trainer.max_steps=0`: a baseline row, e.g. xiph's shipped RNNoise beside its fine-tunings."""
+    from speechcompress.train import run
+
+    cfg, trained = tiny_run
+    (best,) = (Path(cfg.paths.experiments_dir) / "runs" / "rnnoise").glob("*/checkpoints/best-*.ckpt")
+    baseline = compose_config(["+experiment=rnnoise", *TINY, f"+init={best}", "trainer.max_steps=0",
+                               *sandbox_overrides(tmp_path), f"paths.data_dir={cfg.paths.data_dir}"])
+    metrics = run(baseline)
+    assert metrics["test/si_sdr"] == pytest.approx(trained["test/si_sdr"], abs=1e-4)
+    assert metrics["test/pesq"] == pytest.approx(trained["test/pesq"], abs=1e-4)
+    client = MlflowClient(baseline.logger.tracking_uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name("rnnoise").experiment_id])
+    assert logged.info.run_name == f"rnnoise-from-{best.stem}-none-0steps"
+    assert [a.path for a in client.list_artifacts(logged.info.run_id, "checkpoints")] == ["checkpoints/start.ckpt"]
+
+
 def test_resume_continues_the_same_mlflow_run(tiny_run, tmp_path):
     from speechcompress.train import run
 

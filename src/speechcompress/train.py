@@ -130,7 +130,7 @@ def build_compression(cfg: DictConfig) -> list[pl.Callback]:
 
 def planned_steps(cfg: DictConfig, datamodule) -> int:
     """The optimizer steps the run will take: trainer.max_steps, or max_epochs × batches per epoch."""
-    if cfg.trainer.get("max_steps", -1) > 0:
+    if cfg.trainer.get("max_steps", -1) >= 0:
         return int(cfg.trainer.max_steps)
     if cfg.trainer.get("max_epochs", -1) <= 0:
         raise ConfigError("set trainer.max_steps (or trainer.max_epochs): the run needs an end")
@@ -147,13 +147,18 @@ def check_compression(callbacks: list[pl.Callback], task: SpeechTask, total_step
 
 
 def _result_checkpoint(trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
-    """The checkpoint a run is judged by: the best by val/loss, or with masks on, the final model.
+    """The checkpoint a run is judged by: the best by val/loss, or with masks on, the final model;
+    after no steps at all (a baseline run), the model it started from.
 
     A sparsified, pruned or clustered model is only finished once its schedule is (such callbacks
     say `final_model_only`); an earlier "best" checkpoint would be denser than the recipe, or not
     clustered, and report the wrong size. Callbacks that only add
     to the loss (distillation, group lasso) leave the best checkpoint a fair pick.
     """
+    if trainer.global_step == 0:  # trainer.max_steps=0: the starting model (init=) is tested as it is
+        start = Path(checkpoint.dirpath) / "start.ckpt"
+        trainer.save_checkpoint(start)
+        return str(start)
     if any(getattr(callback, "final_model_only", False) for callback in trainer.callbacks):
         final = Path(checkpoint.dirpath) / "final.ckpt"
         trainer.save_checkpoint(final)

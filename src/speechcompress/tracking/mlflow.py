@@ -24,14 +24,17 @@ def tracking_uri(configured: str | None = None, root: Path = PROJECT_ROOT) -> st
 
 
 def run_name(cfg: DictConfig) -> str:
-    """A readable recipe name such as `rnnoise-none-s1`, `rnnoise-sparsify-d0.30-s1` or `fsmnvad-distill-T2.0-a0.5-s1`."""
+    """A readable recipe name such as `rnnoise-none-s1`, `rnnoise-sparsify-d0.30-s1` or `fsmnvad-distill-T2.0-a0.5-s1`;
+    a run that starts from a checkpoint says which (`xiphrnnoise-from-xiph-none-s1` for init=xiph.ckpt), and
+    one of no steps says so in place of its seed (`xiphrnnoise-from-xiph-none-0steps`, a baseline)."""
     model = cfg.model._target_.rsplit(".", 1)[-1].lower()
-    parts = [model, str(cfg.compression.get("name", "none"))]
+    parts = [model] + ([f"from-{Path(str(cfg.init)).stem}"] if cfg.get("init") else [])
+    parts.append(str(cfg.compression.get("name", "none")))
     if cfg.compression.get("density") is not None:
         parts.append(f"d{float(cfg.compression.density):.2f}")
     if cfg.compression.get("tag"):  # a recipe's own distinguishing settings, e.g. T2.0-a0.5
         parts.append(str(cfg.compression.tag))
-    parts.append(f"s{cfg.seed}")
+    parts.append("0steps" if cfg.trainer.get("max_steps") == 0 else f"s{cfg.seed}")
     return "-".join(parts)
 
 
