@@ -11,7 +11,8 @@
   below the previous band's (floored) value, going up from the first band, starting from −2; then
   an orthonormal DCT-II scaled by √(32/22) (xiph keeps the 2/22 of its 22-band first version), the
   first two coefficients lowered by 12 and 4.
-- Pitch (`track_pitch`, numpy, frame by frame with the state librnnoise keeps): Opus CELT's
+- Pitch (`track_pitch`, numpy; the search of every frame at once, as each sees only its own
+  buffer, then the doubling check frame by frame with the state librnnoise keeps): Opus CELT's
   search in float. The last 1728 samples are halved in rate and whitened by a 4th-order LPC; a
   coarse search at a quarter rate keeps two candidates, a fine one at half rate picks the best; then
   submultiples of that period are tried, favouring the previous frame's period. The period is 60 …
@@ -91,7 +92,7 @@ def cepstrum(energy: torch.Tensor) -> torch.Tensor:
     return coefficients - offset
 
 
-# ---- pitch: xiph's search (Opus CELT's, in float), run frame by frame as librnnoise runs it ----
+# ---- pitch: xiph's search (Opus CELT's, in float), on every frame's buffer as librnnoise runs it ----
 PITCH_MIN_PERIOD, PITCH_MAX_PERIOD = 60, 768
 PITCH_FRAME = 960  # samples correlated per search
 PITCH_BUFFER = PITCH_MAX_PERIOD + PITCH_FRAME
@@ -116,56 +117,63 @@ def _levinson(ac: np.ndarray, order: int) -> np.ndarray:
     return lpc
 
 
-def _downsample(buffer: np.ndarray) -> np.ndarray:
-    """Half rate, through [¼ ½ ¼], then whitened by a 4th-order LPC residual with 0.8 of pre-emphasis."""
-    low = np.empty(len(buffer) // 2)
-    low[1:] = 0.5 * (0.5 * (buffer[1:-2:2] + buffer[3::2]) + buffer[2:-1:2])
-    low[0] = 0.5 * (0.5 * buffer[1] + buffer[0])
-    ac = np.array([np.dot(low[k:], low[: len(low) - k]) for k in range(5)])
-    ac[0] *= 1.0001  # a −40 dB noise floor
-    ac[1:] -= ac[1:] * (0.008 * np.arange(1, 5)) ** 2  # lag windowing
-    lpc = _levinson(ac, 4) * 0.9 ** np.arange(1, 5)  # bandwidth expansion
-    taps = np.array([lpc[0] + 0.8, lpc[1] + 0.8 * lpc[0], lpc[2] + 0.8 * lpc[1], lpc[3] + 0.8 * lpc[2], 0.8 * lpc[3]])
-    past = np.concatenate([np.zeros(5), low])
-    return low + sum(tap * past[4 - k : 4 - k + len(low)] for k, tap in enumerate(taps))
+def _downsample(buffers: np.ndarray) -> np.ndarray:
+    """[F, n] → [F, n/2]: each row at half rate through [¼ ½ ¼], then whitened by its own
+    4th-order LPC residual with 0.8 of pre-emphasis."""
+    low = np.empty((len(buffers), buffers.shape[1] // 2))
+    low[:, 1:] = 0.5 * (0.5 * (buffers[:, 1:-2:2] + buffers[:, 3::2]) + buffers[:, 2:-1:2])
+    low[:, 0] = 0.5 * (0.5 * buffers[:, 1] + buffers[:, 0])
+    n = low.shape[1]
+    ac = np.stack([np.einsum("fi,fi->f", low[:, k:], low[:, : n - k]) for k in range(5)], axis=1)
+    ac[:, 0] *= 1.0001  # a −40 dB noise floor
+    ac[:, 1:] -= ac[:, 1:] * (0.008 * np.arange(1, 5)) ** 2  # lag windowing
+    lpc = np.stack([_levinson(row, 4) for row in ac]) * 0.9 ** np.arange(1, 5)  # bandwidth expansion
+    a1, a2, a3, a4 = lpc.T
+    taps = np.stack([a1 + 0.8, a2 + 0.8 * a1, a3 + 0.8 * a2, a4 + 0.8 * a3, 0.8 * a4], axis=1)
+    past = np.pad(low, ((0, 0), (5, 0)))
+    return low + sum(taps[:, k, None] * past[:, 4 - k : 4 - k + n] for k in range(5))
 
 
-def _best_two(xcorr: np.ndarray, y: np.ndarray, length: int) -> tuple[int, int]:
-    """The two lags of highest normalised correlation xcorr² / energy of y[lag : lag + length]
-    among those with positive xcorr, the earlier lag first among equals (xiph's scan keeps a
-    candidate only when strictly better); (0, 1) when no xcorr is positive."""
-    positive = np.flatnonzero(xcorr > 0)
-    if len(positive) == 0:
-        return 0, 1
-    sums = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
-    energy = np.maximum(1.0, 1 + sums[positive + length] - sums[positive])
-    ratio = np.square(xcorr[positive] * 1e-12) / energy  # scaled as xiph scales it, against float overflow
-    order = positive[np.argsort(-ratio, kind="stable")]
-    return int(order[0]), int(order[1]) if len(order) > 1 else 0
+def _best_two(xcorr: np.ndarray, y: np.ndarray, length: int) -> np.ndarray:
+    """[F, 2]: per row, the two lags of highest normalised correlation xcorr² / energy of
+    y[lag : lag + length] among those with positive xcorr, the earlier lag first among equals
+    (xiph's scan keeps a candidate only when strictly better); (0, 1) when no xcorr is positive,
+    (lag, 0) when one is."""
+    sums = np.pad(np.cumsum(np.square(y), axis=1), ((0, 0), (1, 0)))
+    lags = np.arange(xcorr.shape[1])
+    energy = np.maximum(1.0, 1 + sums[:, lags + length] - sums[:, lags])
+    positive = xcorr > 0
+    ratio = np.where(positive, np.square(xcorr * 1e-12) / energy, -np.inf)  # scaled as xiph, against overflow
+    order = np.argsort(-ratio, axis=1, kind="stable")[:, :2]
+    count = positive.sum(axis=1)
+    first = np.where(count > 0, order[:, 0], 0)
+    return np.stack([first, np.where(count > 1, order[:, 1], np.where(count == 1, 0, 1))], axis=1)
 
 
-def _interpolated_offset(a: float, b: float, c: float) -> int:
+def _interpolated_offset(a, b, c):
     """−1, 0 or 1: which neighbour of the middle lag (correlations a, b, c) the peak leans to."""
-    if c - a > 0.7 * (b - a):
-        return 1
-    if a - c > 0.7 * (b - c):
-        return -1
-    return 0
+    return np.where(c - a > 0.7 * (b - a), 1, np.where(a - c > 0.7 * (b - c), -1, 0))
 
 
-def _pitch_search(low: np.ndarray) -> int:
-    """The lag (at 48 kHz, PITCH_MAX_PERIOD − period) of the latest PITCH_FRAME samples against the past."""
-    x, length, max_lag = low[PITCH_MAX_PERIOD // 2 :], PITCH_FRAME, PITCH_MAX_PERIOD - 3 * PITCH_MIN_PERIOD
-    x4, y4 = x[: 2 * (length // 4) : 2], low[: 2 * ((length + max_lag) // 4) : 2]
-    coarse = np.lib.stride_tricks.sliding_window_view(y4, length // 4)[: max_lag // 4] @ x4
-    best = _best_two(coarse, y4, length // 4)
-    fine = np.zeros(max_lag // 2)
-    for lag in range(max_lag // 2):
-        if abs(lag - 2 * best[0]) <= 2 or abs(lag - 2 * best[1]) <= 2:
-            fine[lag] = max(-1.0, np.dot(x[: length // 2], low[lag : lag + length // 2]))
-    top, _ = _best_two(fine, low, length // 2)
-    offset = _interpolated_offset(*fine[top - 1 : top + 2]) if 0 < top < max_lag // 2 - 1 else 0
-    return 2 * top - offset
+def _pitch_search(low: np.ndarray) -> np.ndarray:
+    """[F]: per row of `low` (the half-rate, whitened buffers), the lag (at 48 kHz,
+    PITCH_MAX_PERIOD − period) of its latest PITCH_FRAME samples against its past."""
+    x, length, max_lag = low[:, PITCH_MAX_PERIOD // 2 :], PITCH_FRAME, PITCH_MAX_PERIOD - 3 * PITCH_MIN_PERIOD
+    x4, y4 = x[:, : 2 * (length // 4) : 2], low[:, : 2 * ((length + max_lag) // 4) : 2]
+    windows4 = np.lib.stride_tricks.sliding_window_view(y4, length // 4, axis=1)[:, : max_lag // 4]
+    best = _best_two(np.einsum("fkl,fl->fk", windows4, x4), y4, length // 4)
+    # the half-rate correlation only within 2 lags of the two coarse peaks, as xiph computes it.
+    # Clipping to the lag range stands in for skipping: a peak at either end has the end lag in reach
+    near = np.clip((2 * best[:, :, None] + np.arange(-2, 3)).reshape(len(low), -1), 0, max_lag // 2 - 1)
+    rows = np.arange(len(low))[:, None]
+    windows = np.lib.stride_tricks.sliding_window_view(low, length // 2, axis=1)[rows, near]
+    fine = np.zeros((len(low), max_lag // 2))
+    fine[rows, near] = np.maximum(-1.0, np.einsum("fnl,fl->fn", windows, x[:, : length // 2]))
+    top = _best_two(fine, low, length // 2)[:, 0]
+    rows, inner = rows[:, 0], (top > 0) & (top < max_lag // 2 - 1)
+    around = np.clip(top[:, None] + np.arange(-1, 2), 0, max_lag // 2 - 1)
+    offset = _interpolated_offset(*fine[rows[:, None], around].T)
+    return 2 * top - np.where(inner, offset, 0)
 
 
 def _remove_doubling(low: np.ndarray, period: int, previous_period: int, previous_gain: float) -> tuple[int, float]:
@@ -211,25 +219,30 @@ def _remove_doubling(low: np.ndarray, period: int, previous_period: int, previou
             best_xy, best_yy, best, best_gain = xy, yy, candidate, candidate_gain
     best_xy = max(0.0, best_xy)
     pitch_gain = 1.0 if best_yy <= best_xy else best_xy / (best_yy + 1)
-    offset = _interpolated_offset(*(np.dot(x, lagged(best + k - 1)) for k in range(3)))
+    offset = int(_interpolated_offset(*(np.dot(x, lagged(best + k - 1)) for k in range(3))))
     return max(2 * best + offset, PITCH_MIN_PERIOD), min(pitch_gain, best_gain)
 
 
 def track_pitch(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per 480-sample frame of `wave` (48 kHz, int16 scale, one channel), as librnnoise tracks them
     from a silent start: the pitch period in samples (60 … 768), the pitch gain, and the 960 past
-    samples one period back from the analysis window (what its pitch spectrum is taken of)."""
+    samples one period back from the analysis window (what its pitch spectrum is taken of).
+
+    Each frame's search looks only at its own buffer (the last 1728 samples), so all frames are
+    searched at once; the doubling check carries the previous period and gain, frame by frame."""
     frames = len(wave) // FRAME_SIZE
-    buffer = np.zeros(PITCH_BUFFER)
+    if frames == 0:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 2 * FRAME_SIZE))
+    padded = np.concatenate([np.zeros(PITCH_BUFFER - FRAME_SIZE), wave[: frames * FRAME_SIZE]])
+    buffers = np.lib.stride_tricks.sliding_window_view(padded, PITCH_BUFFER)[::FRAME_SIZE]
+    lows = _downsample(buffers)
+    lags = _pitch_search(lows)
     periods, gains, lagged = np.zeros(frames, np.int64), np.zeros(frames), np.zeros((frames, 2 * FRAME_SIZE))
     period, gain = 0, 0.0
     for t in range(frames):
-        buffer = np.concatenate([buffer[FRAME_SIZE:], wave[t * FRAME_SIZE : (t + 1) * FRAME_SIZE]])
-        low = _downsample(buffer)
-        lag = _pitch_search(low)
-        period, gain = _remove_doubling(low, PITCH_MAX_PERIOD - lag, period, gain)
+        period, gain = _remove_doubling(lows[t], PITCH_MAX_PERIOD - int(lags[t]), period, gain)
         periods[t], gains[t] = period, gain
-        lagged[t] = buffer[PITCH_BUFFER - 2 * FRAME_SIZE - period : PITCH_BUFFER - period]
+        lagged[t] = buffers[t, PITCH_BUFFER - 2 * FRAME_SIZE - period : PITCH_BUFFER - period]
     return periods, gains, lagged
 
 
