@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from speechcompress.checkpoints import read_checkpoint
+
 from .conftest import TINY, compose_config, sandbox_overrides
 
 
@@ -72,3 +74,17 @@ def test_resume_continues_the_same_mlflow_run(tiny_run, tmp_path):
     assert after.info.run_id == before.info.run_id
     steps = [m.step for m in client.get_metric_history(after.info.run_id, "train/loss")]
     assert max(steps) >= 320 and not list(runs_dir.glob("*/checkpoints/*.tmp"))
+
+
+def test_last_ckpt_is_the_runs_last_step_and_best_the_best_validation(tiny_run, tmp_path):
+    """40 steps validated at 30: last.ckpt, which `resume=auto` continues, holds step 40 (Lightning's
+    own save_last kept step 30, the last new best); the run is judged by best-30."""
+    from speechcompress.train import run
+
+    cfg, _ = tiny_run
+    overrides = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
+    run(compose_config(["+experiment=rnnoise", *overrides, "trainer.max_steps=40", "trainer.val_check_interval=30",
+                        *sandbox_overrides(tmp_path), f"paths.data_dir={cfg.paths.data_dir}"]))
+    checkpoints = next((tmp_path / "experiments" / "runs" / "rnnoise").glob("*/checkpoints"))
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-30.ckpt", "last.ckpt"]
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 40

@@ -7,6 +7,10 @@ writes the run's checkpoints/last.ckpt and stops training. `train.run` then exit
 128 + the signal's number, without testing. `resume=auto` (the default) continues from that
 checkpoint in the same run folder and the same MLflow run.
 
+`BestAndLastCheckpoint` keeps the other copy of that file current: it is rewritten at every
+validation and at the end of training, so a run killed outright (out of memory, a lost node) loses
+at most one validation interval, and a finished run's last.ckpt is its last step.
+
 A job is put back in the queue by whoever owns the signal: submitit's own SIGUSR1 handler (the
 `submitit_slurm` launcher: the same job, same config, same folder), called here once the checkpoint
 is written; for a plain `sbatch` job under SLURM, `scontrol requeue`.
@@ -21,9 +25,38 @@ import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
 
 LAST_CHECKPOINT = "last.ckpt"
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint for the best by val/loss, plus checkpoints/last.ckpt written at
+    every validation and at the end of fitting. (Lightning 2.6's own `save_last=True` rewrites
+    last.ckpt only when a new best is saved: after a validation that did not improve, or steps
+    past the last validation, it held an older step, and `resume=auto` went back to it.)"""
+
+    def __init__(self, dirpath: str | Path, **kwargs) -> None:
+        super().__init__(dirpath=dirpath, save_last=False, **kwargs)
+        self.last_path = Path(dirpath) / LAST_CHECKPOINT
+        self._last_step_written: int | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)  # the best first: last.ckpt then records it
+        self._write_last(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._write_last(trainer)
+
+    def _write_last(self, trainer: pl.Trainer) -> None:
+        if (trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0
+                or self._last_step_written == trainer.global_step):
+            return
+        trainer.save_checkpoint(self.last_path)  # every rank takes part; rank zero writes, atomically
+        self._last_step_written = trainer.global_step
 
 
 class SaveOnSignal(pl.Callback):

@@ -16,7 +16,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from tqdm import tqdm
 
@@ -34,7 +33,7 @@ from speechcompress.export.pipeline import (
 )
 from speechcompress.export.runtime import deployed_model
 from speechcompress.export.xiph_weights import check_library_sizes
-from speechcompress.interruption import LAST_CHECKPOINT, SaveOnSignal
+from speechcompress.interruption import LAST_CHECKPOINT, BestAndLastCheckpoint, SaveOnSignal
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
     RUN_ID_KEY,
@@ -146,7 +145,7 @@ def check_compression(callbacks: list[pl.Callback], task: SpeechTask, total_step
             callback.check(task, total_steps)
 
 
-def _result_checkpoint(trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
+def _result_checkpoint(trainer: pl.Trainer, checkpoint: BestAndLastCheckpoint) -> str:
     """The checkpoint a run is judged by: the best by val/loss, or with masks on, the final model;
     after no steps at all (a baseline run), the model it started from.
 
@@ -163,7 +162,7 @@ def _result_checkpoint(trainer: pl.Trainer, checkpoint: ModelCheckpoint) -> str:
         final = Path(checkpoint.dirpath) / "final.ckpt"
         trainer.save_checkpoint(final)
         return str(final)
-    return checkpoint.best_model_path or checkpoint.last_model_path
+    return checkpoint.best_model_path or str(checkpoint.last_path)
 
 
 def _missing_keys(node, prefix: str = "") -> list[str]:
@@ -236,8 +235,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     config_path = run_dir / "config.yaml"  # first, so tools like `sensitivity` find it beside any checkpoint
     config_path.parent.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, config_path, resolve=True)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/loss",
-                                 mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    checkpoint = BestAndLastCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/loss",
+                                       mode="min", save_top_k=1, auto_insert_metric_name=False)
     # One process logs. Under SLURM every rank starts at once, and MLflow's client creates a missing
     # SQLite store's tables as it opens it: two ranks doing so together race (one dies).
     logger = build_logger(cfg, resume_run_id) if rank_zero_only.rank == 0 else False
