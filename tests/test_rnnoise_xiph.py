@@ -174,7 +174,7 @@ def test_a_model_fine_tuned_and_sparsified_here_ships_a_file_librnnoise_runs_as_
     tested, exported to librnnoise's weights file and measured in the library."""
     overrides = ["+experiment=rnnoise_xiph48k_finetune", f"init={imported_path}", "compression=sparsify",
                  "compression.schedule=relative", "compression.sparsify_start=0.2", "compression.sparsify_stop=0.6",
-                 "compression.sparsify_interval=1", "trainer.max_steps=30", *SMALL_RUN48K,
+                 "compression.sparsify_interval=1", "trainer.max_steps=60", *SMALL_RUN48K,
                  *sandbox_overrides(tmp_path), f"paths.data_dir={corpus48k}"]
     metrics = run(compose_config(overrides))
     assert metrics["size/density"] < 0.45  # the GRUs at xiph's targets, the other layers dense
