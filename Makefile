@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)  ## train the default experiment (override with EXPERIMENT=... ARGS="key=value ...")
+	$(PY) -m speechcompress.cli corpus fetch || true  # real recordings, once; without apt: espeak-ng alone
 	$(PY) train.py +experiment=$(or $(EXPERIMENT),rnnoise) $(ARGS)
 
 test: $(STAMP)  ## the default test suite (what CI runs)

@@ -1,5 +1,5 @@
 """`speechcompress enhance | vad | evaluate | export | import-rnnoise | benchmark | shrink | cluster |
-sensitivity | compare`: use, ship and study trained models."""
+sensitivity | compare | corpus`: use, ship and study trained models, and fetch real recordings."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from speechcompress.config import PROJECT_ROOT
 from speechcompress.data.audio import (
     AUDIO_SUFFIXES,
     NonFiniteAudioWarning,
@@ -382,6 +383,31 @@ def import_rnnoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def corpus(args: argparse.Namespace) -> int:
+    """`corpus fetch`: the real-recordings corpus from Debian packages, once (data/README.md)."""
+    from speechcompress.data.debian import PackagesUnavailable
+    from speechcompress.data.real import corpus_folder, fetch_corpus, read_manifest
+
+    root = Path(args.root)
+    if (corpus_folder(root) / "manifest.csv").exists():
+        print(f"real-recordings corpus ready: {corpus_folder(root)}", file=sys.stderr)
+        return 0
+    started = time.perf_counter()
+    try:
+        manifest = fetch_corpus(root)
+    except PackagesUnavailable as error:
+        print(f"speechcompress corpus: {error}; training uses espeak-ng speech and procedural noise alone",
+              file=sys.stderr)
+        return 1
+    clips = read_manifest(root)
+    minutes = {kind: sum(c.seconds for c in clips if c.kind == kind) / 60 for kind in ("speech", "noise")}
+    size = sum(f.stat().st_size for f in manifest.parent.rglob("*") if f.is_file())
+    print(f"wrote {manifest}: {len(clips)} clips, {minutes['speech']:.0f} min of speech by "
+          f"{len({c.speaker for c in clips if c.kind == 'speech'})} voices, {minutes['noise']:.0f} min of noise; "
+          f"{size / 1e6:.0f} MB, in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
 def _window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
     p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
@@ -486,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for NAME.md and NAME.png (default: experiments/reports)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)")
     p.set_defaults(func=compare)
+
+    p = commands.add_parser("corpus", help="fetch the real-recordings corpus (Debian packages: voices and noise)")
+    p.add_argument("action", choices=["fetch"], help="fetch: download, decode and describe it once")
+    p.add_argument("--root", default=str(PROJECT_ROOT / "data" / "real"),
+                   help="where it goes (default: the project's data/real, the configs' data.real.root)")
+    p.set_defaults(func=corpus)
     return parser
 
 

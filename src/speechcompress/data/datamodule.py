@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
@@ -16,29 +16,36 @@ class AudioDataModule(pl.LightningDataModule):
     """Builds train/val/test datasets from factories called with `sample_rate=` (Hydra partials).
 
     Items are dicts of `noisy`, `clean` (waveforms) and `vad` (10 ms labels); batches add `length`.
-    An optional `test_unseen` factory adds a second test split (noises and voices training never
-    drew); tasks then log `test_unseen/*` beside `test/*`.
+    Optional `test_unseen` and `test_real` factories add test splits (noises and voices training
+    never drew; real recordings of speakers training never heard); tasks then log `test_unseen/*`
+    and `test_real/*` beside `test/*`. A factory that returns None (a corpus that was not fetched)
+    drops its split.
     """
 
     def __init__(self, sample_rate: int, train: DatasetFactory, val: DatasetFactory, test: DatasetFactory,
-                 test_unseen: DatasetFactory | None = None, batch_size: int = 32, eval_batch_size: int = 8,
-                 num_workers: int = 0, shuffle_train: bool = False) -> None:
-        """shuffle_train: shuffle file order (folders); on-the-fly mixers draw their own items."""
+                 test_unseen: DatasetFactory | None = None, test_real: DatasetFactory | None = None,
+                 batch_size: int = 32, eval_batch_size: int = 8, num_workers: int = 0,
+                 shuffle_train: bool = False, real: Mapping | None = None) -> None:
+        """shuffle_train: shuffle file order (folders); on-the-fly mixers draw their own items.
+        real: the real-recordings corpus settings (`data.real`), which the split factories are
+        given by interpolation; kept here as `self.real` for the record."""
         super().__init__()
         self.sample_rate = sample_rate
         self.factories = {"train": train, "val": val, "test": test}
-        if test_unseen is not None:
-            self.factories["test_unseen"] = test_unseen
+        for split, factory in (("test_unseen", test_unseen), ("test_real", test_real)):
+            if factory is not None:
+                self.factories[split] = factory
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.shuffle_train = shuffle_train
-        self.datasets: dict[str, Dataset] = {}
+        self.real = real
+        self.datasets: dict[str, Dataset | None] = {}
 
     def prepare_data(self) -> None:
         # Runs on one process before setup: generates any synthetic cache once for all ranks.
         for split in self.factories:
             self.dataset(split)
 
-    def dataset(self, split: str) -> Dataset:
+    def dataset(self, split: str) -> Dataset | None:
         if split not in self.datasets:
             self.datasets[split] = self.factories[split](sample_rate=self.sample_rate)
         return self.datasets[split]
@@ -70,8 +77,9 @@ class AudioDataModule(pl.LightningDataModule):
 
     @property
     def test_splits(self) -> tuple[str, ...]:
-        """The splits `test_dataloader` serves, in its order: test, then test_unseen if configured."""
-        return tuple(split for split in self.factories if split.startswith("test"))
+        """The splits `test_dataloader` serves, in its order: test, then test_unseen and test_real
+        where configured and available."""
+        return tuple(split for split in self.factories if split.startswith("test") and self.dataset(split) is not None)
 
     def split_loader(self, split: str) -> DataLoader:
         """The evaluation loader of one split."""

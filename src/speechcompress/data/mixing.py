@@ -80,6 +80,23 @@ def _loop_to(rng: np.random.Generator, x: np.ndarray, length: int) -> np.ndarray
     return np.resize(np.concatenate([x[start:], x[:start]]), length)
 
 
+def _cumulative(weights: Sequence[float] | None, count: int, name: str) -> np.ndarray | None:
+    """Cumulative odds of drawing each of `count` clips, or None for equal odds."""
+    if weights is None:
+        return None
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(weights) != count or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"{name} needs {count} non-negative weights, not all zero; got {len(weights)}")
+    return np.cumsum(weights) / weights.sum()
+
+
+def _draw(rng: np.random.Generator, count: int, odds: np.ndarray | None) -> int:
+    """A random clip index: alike for every clip (one integer draw, as before weights existed) or by `odds`."""
+    if odds is None:
+        return int(rng.integers(count))
+    return min(int(np.searchsorted(odds, rng.uniform(), side="right")), count - 1)
+
+
 class RandomDraws:
     """The random generator for each item a dataset serves.
 
@@ -114,6 +131,9 @@ class MixtureDataset(Dataset):
     level_changes: the share of items whose level wanders within the item (input and target alike);
     clip: the share whose input alone is clipped lightly. Each of these at 0 draws nothing, so the
     other draws stay as they were without it.
+    speech_weights / noise_weights: how likely each clip is to be drawn (they need not sum to 1);
+    None draws them all alike. Whole-utterance splits (segment_seconds=None) take every utterance
+    in turn whatever its weight.
     """
 
     def __init__(
@@ -131,6 +151,8 @@ class MixtureDataset(Dataset):
         heard: Sequence[np.ndarray] | None = None,
         level_changes: float = 0.0,
         clip: float = 0.0,
+        speech_weights: Sequence[float] | None = None,
+        noise_weights: Sequence[float] | None = None,
     ) -> None:
         if len(speech) == 0 or len(noise) == 0:
             raise ValueError("MixtureDataset needs at least one speech clip and one noise clip")
@@ -146,13 +168,15 @@ class MixtureDataset(Dataset):
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
         self.snr_db, self.level_db = tuple(snr_db), tuple(level_db)
         self.draws = RandomDraws(seed, fixed)
+        self.speech_odds = _cumulative(speech_weights, len(speech), "speech_weights")
+        self.noise_odds = _cumulative(noise_weights, len(noise), "noise_weights")
 
     def __len__(self) -> int:
         return self.length
 
     def _speech(self, rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(target, heard) of one item: a whole utterance, or one crop taken from both alike."""
-        chosen = index % len(self.speech) if self.segment is None else int(rng.integers(len(self.speech)))
+        chosen = index % len(self.speech) if self.segment is None else _draw(rng, len(self.speech), self.speech_odds)
         target = np.asarray(self.speech[chosen], dtype=np.float32)
         heard = target if self.heard is None else np.asarray(self.heard[chosen], dtype=np.float32)
         if self.segment is None:
@@ -166,7 +190,7 @@ class MixtureDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.draws(index)
         clean, heard = self._speech(rng, index)
-        noise = _loop_to(rng, np.asarray(self.noise[int(rng.integers(len(self.noise)))], np.float32), len(clean))
+        noise = _loop_to(rng, np.asarray(self.noise[_draw(rng, len(self.noise), self.noise_odds)], np.float32), len(clean))
         snr_db = rng.uniform(*self.snr_db)
         if self.noise_only and rng.uniform() < self.noise_only:  # no draw at all when off: mixtures stay as they were
             clean = heard = np.zeros_like(clean)

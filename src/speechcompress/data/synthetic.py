@@ -199,15 +199,7 @@ def load_synthetic_split(
             raise ValueError(f"cannot make the synthetic cache folder {path.parent} ({error.strerror}): "
                              "point data.train.cache_dir (or paths.data_dir) at a writable folder") from None
         _generate(path, split, settings, families, voices)
-    with np.load(path) as cached:
-        speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
-        heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
-        for i, wet in zip(cached["heard_ids"], _unpack(cached["heard"].astype(np.float32) / 32767,
-                                                        cached["heard_offsets"]), strict=True):
-            heard[i] = wet
-        noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
-        kinds = [str(k) for k in cached["noise_kinds"]]
-    return SyntheticSplit(speech, heard, noise, kinds)
+    return read_split(path)
 
 
 def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...], voices: Voices) -> None:
@@ -237,25 +229,52 @@ def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...],
         for _ in range(settings["rooms"]):
             rooms.append(simulate_room(room_rng, sample_rate))
             bar.update()
-    heard, heard_ids = [], []  # only reverberant utterances hear something other than their target
-    for i, dry in enumerate(speech):
-        target, wet = record(room_rng, dry, rooms, settings["reverb_speech"], settings["devices"], sample_rate)
+    write_split(path, record_split(room_rng, speech, noise, kinds, rooms, settings, sample_rate))
+
+
+def record_split(rng: np.random.Generator, speech: list[np.ndarray], noise: list[np.ndarray], kinds: list[str],
+                 rooms: list, settings: Mapping, sample_rate: int) -> SyntheticSplit:
+    """A split's dry utterances and noise clips as recorded (`record`, with the shares in `settings`):
+    each utterance's target and heard audio at one peak scale, each noise clip at unit RMS."""
+    targets, heard = [], []
+    for dry in speech:
+        target, wet = record(rng, dry, rooms, settings["reverb_speech"], settings["devices"], sample_rate)
         peak = 0.9 / (max(np.abs(target).max(), np.abs(wet).max()) + 1e-9)  # int16 holds both, at one scale
-        speech[i] = target * peak
-        if wet is not target:
-            heard.append(wet * peak)
-            heard_ids.append(i)
-    for i, clip in enumerate(noise):
-        noise[i] = record(room_rng, clip, rooms, settings["reverb_noise"], settings["devices"], sample_rate)[1]
-        noise[i] /= np.sqrt(np.mean(noise[i] ** 2)) + 1e-12
-    speech_samples, speech_offsets = _pack(speech)
-    noise_samples, noise_offsets = _pack(noise)
-    heard_samples, heard_offsets = _pack(heard) if heard else (np.zeros(0, np.float32), np.zeros(1, np.int64))
-    heard_ids = np.array(heard_ids, dtype=np.int64)
+        targets.append(target * peak)
+        heard.append(targets[-1] if wet is target else wet * peak)
+    recorded = []
+    for clip in noise:
+        clip = record(rng, clip, rooms, settings["reverb_noise"], settings["devices"], sample_rate)[1]
+        recorded.append(clip / (np.sqrt(np.mean(clip**2)) + 1e-12))
+    return SyntheticSplit(targets, heard, recorded, list(kinds))
+
+
+def write_split(path: Path, split: SyntheticSplit) -> None:
+    """Cache a split in one .npz: speech as int16, noise as float16; of the heard audio only what
+    differs from the target (reverberant utterances)."""
+    wet = [i for i, (target, heard) in enumerate(zip(split.speech, split.heard, strict=True)) if heard is not target]
+    speech_samples, speech_offsets = _pack(split.speech)
+    noise_samples, noise_offsets = _pack(split.noise)
+    heard_samples, heard_offsets = (_pack([split.heard[i] for i in wet]) if wet
+                                    else (np.zeros(0, np.float32), np.zeros(1, np.int64)))
     with atomic_path(path) as partial, partial.open("wb") as handle:  # a killed run never leaves a half-written cache
         np.savez(handle, speech=(speech_samples * 32767).astype(np.int16), speech_offsets=speech_offsets,
-                 heard=(heard_samples * 32767).astype(np.int16), heard_offsets=heard_offsets, heard_ids=heard_ids,
-                 noise=noise_samples.astype(np.float16), noise_offsets=noise_offsets, noise_kinds=np.array(kinds))
+                 heard=(heard_samples * 32767).astype(np.int16), heard_offsets=heard_offsets,
+                 heard_ids=np.array(wet, dtype=np.int64), noise=noise_samples.astype(np.float16),
+                 noise_offsets=noise_offsets, noise_kinds=np.array(split.noise_kinds))
+
+
+def read_split(path: Path) -> SyntheticSplit:
+    """A split cached by `write_split`."""
+    with np.load(path) as cached:
+        speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
+        heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
+        for i, wet in zip(cached["heard_ids"], _unpack(cached["heard"].astype(np.float32) / 32767,
+                                                        cached["heard_offsets"]), strict=True):
+            heard[i] = wet
+        noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
+        kinds = [str(k) for k in cached["noise_kinds"]]
+    return SyntheticSplit(speech, heard, noise, kinds)
 
 
 def record(rng: np.random.Generator, dry: np.ndarray, rooms: list, reverb: float, devices: float,
@@ -288,11 +307,47 @@ def synthetic_mixtures(
     reverb_noise: float = 0.0,
     devices: float = 0.0,
     held_out: Mapping[str, Sequence[str]] | None = None,
+    real: Mapping | None = None,
+    real_share: float = 0.0,
+    real_noise_share: float = 0.0,
+    real_utterances: int = 400,
+    real_noise_clips_per_group: int = 8,
     **mixing,
 ):
-    """A `MixtureDataset` over one cached synthetic split; `mixing` goes to MixtureDataset."""
+    """A `MixtureDataset` over one cached synthetic split; `mixing` goes to MixtureDataset.
+
+    With `real` (the corpus settings: root, held_out_speakers, noise_test_share, min_bandwidth_hz)
+    a share `real_share` of the items speak with real recorded voices and a share
+    `real_noise_share` hear real recorded noise (`real.load_real_split`, `real_utterances`
+    utterances and `real_noise_clips_per_group` clips per group, in the split's rooms and devices).
+    Without a fetched corpus they print one line and use espeak-ng and procedural noise alone.
+    """
     from speechcompress.data.mixing import MixtureDataset
 
+    for name, share in dict(real_share=real_share, real_noise_share=real_noise_share).items():
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"data.{split}.{name} is a share of items, between 0 and 1; got {share}")
     corpus = load_synthetic_split(cache_dir, split, sample_rate, corpus_seed, utterances, noise_clips_per_family,
                                   noise_seconds, babble_talkers, rooms, reverb_speech, reverb_noise, devices, held_out)
-    return MixtureDataset(corpus.speech, corpus.noise, sample_rate, heard=corpus.heard, **mixing)
+    recorded = None
+    if real is not None and (real_share or real_noise_share):
+        from speechcompress.data.real import CorpusMissing, load_real_split
+
+        try:
+            recorded = load_real_split(split=split, sample_rate=sample_rate, seed=corpus_seed,
+                                       utterances=real_utterances, noise_clips_per_group=real_noise_clips_per_group,
+                                       noise_seconds=noise_seconds, rooms=rooms, reverb_speech=reverb_speech,
+                                       reverb_noise=reverb_noise, devices=devices, **real)
+        except CorpusMissing as missing:
+            print(f"{missing}; the {split} split uses espeak-ng speech and procedural noise alone")
+    if recorded is None:
+        return MixtureDataset(corpus.speech, corpus.noise, sample_rate, heard=corpus.heard, **mixing)
+    return MixtureDataset(corpus.speech + recorded.speech, corpus.noise + recorded.noise, sample_rate,
+                          heard=corpus.heard + recorded.heard,
+                          speech_weights=_shares(len(corpus.speech), len(recorded.speech), real_share),
+                          noise_weights=_shares(len(corpus.noise), len(recorded.noise), real_noise_share), **mixing)
+
+
+def _shares(synthetic: int, real: int, real_share: float) -> list[float]:
+    """Weights that draw the `real` clips (listed after the synthetic ones) a share `real_share` of the time."""
+    return [(1.0 - real_share) / synthetic] * synthetic + [real_share / real] * real
