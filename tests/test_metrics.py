@@ -6,8 +6,7 @@ import torch
 
 from speechcompress.evaluation.measure import real_time_factor, size_report
 from speechcompress.evaluation.speech_quality import SpeechQuality, pesq_wb, si_sdr
-from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
-from speechcompress.evaluation.vad_segments import Segment, label_segments
+from speechcompress.evaluation.vad_metrics import FrameVAD
 from speechcompress.models.rnnoise import RNNoise, RNNoiseOutput
 from speechcompress.tasks.losses import RNNoiseLoss, XiphRNNoiseLoss, frame_vad_targets
 
@@ -64,24 +63,6 @@ def test_an_item_the_distributed_sampler_repeats_is_counted_once():
     # item 6 has no speech: one of its two frames is called speech
     assert expected["noise_items"] == 1 and expected["noise_false_alarm"] == pytest.approx(0.5)
     assert expected["items"] == 2 and expected["recall"] == 1.0 and expected["precision"] == pytest.approx(2 / 3)
-
-
-def test_reference_segments_are_the_labelled_runs_themselves():
-    labels = np.zeros(400, np.float32)
-    labels[100:200] = 1  # 1.0 – 2.0 s
-    assert label_segments(labels) == [Segment(1.0, 2.0)]
-    segments = SegmentVAD(collar=0.25)  # default post-processing: 200 ms look-back, 100 ms look-ahead
-    as_tensor = torch.from_numpy(labels)[None]
-    segments.update(as_tensor, as_tensor, torch.ones_like(as_tensor, dtype=torch.bool), torch.tensor([0]))
-    assert segments.compute() == {"segment_precision": 1.0, "segment_recall": 1.0}  # 0.8–2.1 s, within 0.25 s
-
-    labels[230:300] = 1  # a second run after a 300 ms pause, which the post-processing bridges
-    assert label_segments(labels) == [Segment(1.0, 2.0), Segment(2.3, 3.0)]
-    segments = SegmentVAD(collar=0.25)
-    as_tensor = torch.from_numpy(labels)[None]
-    segments.update(as_tensor, as_tensor, torch.ones_like(as_tensor, dtype=torch.bool), torch.tensor([0]))
-    # one segment 0.8–3.1 s found, two labelled: neither has both ends within the collar
-    assert segments.compute() == {"segment_precision": 0.0, "segment_recall": 0.0}
 
 
 class _BandEnergies:

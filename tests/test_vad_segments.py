@@ -2,12 +2,16 @@
 
 import numpy as np
 import pytest
+import torch
 
+from speechcompress.evaluation.vad_metrics import SegmentVAD
 from speechcompress.evaluation.vad_segments import (
     Segment,
     SegmentConfig,
     Segmenter,
-    match_segments,
+    detection_counts,
+    match_events,
+    reference_segments,
     speech_segments,
 )
 
@@ -82,7 +86,76 @@ def test_bad_settings_are_refused():
         SegmentConfig(window_ms=100, start_speech_ms=150)
 
 
-def test_matching_within_a_collar():
-    references = [Segment(1.0, 2.0), Segment(3.0, 4.0)]
-    assert match_segments([Segment(1.1, 1.9), Segment(3.0, 4.5)], references, collar=0.25) == 1
-    assert match_segments([Segment(1.1, 1.9), Segment(1.0, 2.0)], references[:1], collar=0.25) == 1  # one-to-one
+# Hand examples: (references, hypotheses) in seconds, over 6 s of audio.
+HAND_EXAMPLES = {
+    "perfect": ([(1.0, 2.0), (3.0, 4.5)], [(1.0, 2.0), (3.0, 4.5)]),
+    "shifted": ([(1.0, 2.0), (3.0, 4.5)], [(1.15, 2.1), (3.3, 4.9)]),
+    "bridged": ([(1.0, 2.0), (2.3, 3.0)], [(0.9, 3.1)]),
+    "split": ([(1.0, 3.0)], [(1.0, 1.8), (2.1, 3.0)]),
+    "missed and false": ([(0.5, 1.5), (4.0, 5.0)], [(0.6, 1.4), (2.5, 3.0)]),
+}
+
+
+@pytest.mark.parametrize("name", list(HAND_EXAMPLES))
+@pytest.mark.parametrize("collar", [0.0, 0.25, 0.5])
+def test_detection_counts_are_pyannotes(name, collar):
+    from pyannote.core import Annotation, Timeline
+    from pyannote.core import Segment as Span
+    from pyannote.metrics.detection import DetectionErrorRate, DetectionPrecision, DetectionRecall
+
+    references, hypotheses = HAND_EXAMPLES[name]
+
+    def annotation(spans):
+        out = Annotation()
+        for start, end in spans:
+            out[Span(start, end)] = "speech"
+        return out
+
+    reference, hypothesis, uem = annotation(references), annotation(hypotheses), Timeline([Span(0, 6.0)])
+    ours = detection_counts([Segment(*h) for h in hypotheses], [Segment(*r) for r in references], 6.0, collar)
+    theirs = {cls.__name__: cls(collar=collar)(reference, hypothesis, uem=uem)
+              for cls in (DetectionErrorRate, DetectionPrecision, DetectionRecall)}
+    assert (ours.false_alarm + ours.miss) / ours.reference == pytest.approx(theirs["DetectionErrorRate"])
+    assert ours.true_positive / (ours.true_positive + ours.false_alarm) == pytest.approx(theirs["DetectionPrecision"])
+    assert ours.true_positive / ours.reference == pytest.approx(theirs["DetectionRecall"])
+
+
+@pytest.mark.parametrize("name", list(HAND_EXAMPLES))
+def test_event_matching_is_sed_evals(name):
+    import dcase_util
+    import sed_eval
+
+    references, hypotheses = HAND_EXAMPLES[name]
+
+    def events(spans):
+        return dcase_util.containers.MetaDataContainer(
+            [{"filename": "a.wav", "event_label": "speech", "onset": s, "offset": e} for s, e in spans])
+
+    metric = sed_eval.sound_event.EventBasedMetrics(["speech"], t_collar=0.2, percentage_of_length=0.2)
+    metric.evaluate(events(references), events(hypotheses))
+    theirs = metric.results_overall_metrics()["f_measure"]
+    matched = match_events([Segment(*h) for h in hypotheses], [Segment(*r) for r in references])
+    precision, recall = matched / len(hypotheses), matched / len(references)
+    assert precision == pytest.approx(theirs["precision"]) and recall == pytest.approx(theirs["recall"])
+    assert (name == "perfect") == (matched == len(references) == len(hypotheses))
+
+
+def test_a_perfect_frame_classifier_scores_one_on_every_segment_score():
+    """The reference is the segmenter's reading of the labels, short gaps bridged: labels given as
+    probabilities find exactly it."""
+    labels = np.zeros(800, np.float32)
+    labels[100:200] = labels[230:300] = labels[500:520] = labels[600:610] = 1  # a 300 ms gap, a 200 ms burst, a click
+    references = reference_segments(labels)
+    assert references == [Segment(0.8, 3.1), Segment(4.8, 5.3)]  # bridged and padded; the 100 ms click dropped
+    metric = SegmentVAD()
+    as_tensor = torch.from_numpy(labels)[None]
+    metric.update(as_tensor, as_tensor, torch.ones_like(as_tensor, dtype=torch.bool), torch.tensor([0]))
+    scores = metric.compute()
+    assert scores["detection_error_rate"] == 0.0
+    assert all(scores[k] == 1.0 for k in ("detection_precision", "detection_recall", "detection_f",
+                                          "event_precision", "event_recall", "event_f"))
+    late = torch.roll(as_tensor, 40, dims=1)  # the same decisions 400 ms late: onsets miss sed_eval's 200 ms
+    metric = SegmentVAD()
+    metric.update(late, as_tensor, torch.ones_like(as_tensor, dtype=torch.bool), torch.tensor([0]))
+    scores = metric.compute()
+    assert scores["event_f"] == 0.0 and 0 < scores["detection_error_rate"] < 1 and scores["detection_recall"] < 1

@@ -1,5 +1,6 @@
 """`speechcompress enhance | vad | evaluate | export | import-rnnoise | benchmark | shrink | cluster |
-sensitivity | compare | corpus`: use, ship and study trained models, and fetch real recordings."""
+sensitivity | compare | corpus | baseline`: use, ship and study trained models, fetch real recordings,
+and score the shipped models we compare with."""
 
 from __future__ import annotations
 
@@ -258,7 +259,8 @@ def compare(args: argparse.Namespace) -> int:
         raise ValueError(f"no finished run of {args.experiment!r} logged both {args.metric} and {args.cost}"
                          + "".join(f"\n  {s}" for s in skipped))
     out = Path(args.out) if args.out else PROJECT_ROOT / "experiments" / "reports"
-    text = report.markdown(args.experiment, rows, args.metric, args.cost, parent, skipped)
+    text = report.markdown(args.experiment, rows, args.metric, args.cost, parent, skipped,
+                           report.shipped_models(client, args.experiment))
     with atomic_path(out / f"{args.experiment}.md") as partial:
         partial.write_text(text + f"\n![{args.experiment}]({args.experiment}.png)\n")
     with atomic_path(out / f"{args.experiment}.png") as partial, partial.open("wb") as handle:
@@ -408,6 +410,17 @@ def corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def baseline(args: argparse.Namespace) -> int:
+    """`baseline NAME`: a shipped model scored on our test splits, logged as an MLflow run."""
+    from speechcompress.baselines import run_baseline
+
+    metrics, run_id = run_baseline(args.name, args.overrides)
+    for key, value in sorted(metrics.items()):
+        print(f"{key:36s} {value:.4f}")
+    print(f"logged MLflow run {run_id} (baseline-{args.name})", file=sys.stderr)
+    return 0
+
+
 def _window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, help="seconds per inference window (default: the run's task.inference)")
     p.add_argument("--overlap", type=float, help="seconds of cross-faded overlap between windows")
@@ -518,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=str(PROJECT_ROOT / "data" / "real"),
                    help="where it goes (default: the project's data/real, the configs' data.real.root)")
     p.set_defaults(func=corpus)
+
+    p = commands.add_parser("baseline", help="score a shipped model (librnnoise, silero-vad) on our test splits")
+    p.add_argument("name", choices=["rnnoise-official", "silero-vad"],
+                   help="rnnoise-official: xiph's librnnoise and its built-in model (on +experiment=rnnoise's "
+                        "data); silero-vad: the silero-vad package's model (on +experiment=fsmn_vad's data)")
+    p.add_argument("overrides", nargs="*", help="config overrides for the data, e.g. data.test.utterances=20")
+    p.set_defaults(func=baseline)
     return parser
 
 

@@ -3,8 +3,11 @@
 Frame level, speech = positive class, at a probability threshold: precision, recall, F1, the
 detection cost DCF = 0.25 · false-alarm rate + 0.75 · miss rate, and the threshold-free ROC-AUC;
 `noise_false_alarm` is the share of frames called speech in items with no speech at all.
-Segment level: precision and recall of the post-processed segments (see `vad_segments`) matched
-one-to-one, start and end within a collar, against the runs of labelled speech as they are.
+Segment level, the post-processed segments (see `vad_segments`) against the segmenter's reading of
+the true labels: pyannote.metrics' duration-based detection precision, recall, F-measure and
+detection error rate ((false alarm + miss) / reference speech) outside a collar around each
+reference boundary, and sed_eval's event-based precision, recall and F-measure (onset within
+200 ms, offset within max(200 ms, 20 % of the segment), matched one-to-one).
 
 `frame_scores` scores one array; `FrameVAD` and `SegmentVAD` accumulate a split on one process or
 many, counting every item once (see `evaluation.items`).
@@ -22,9 +25,11 @@ from torchmetrics.utilities import dim_zero_cat
 
 from speechcompress.evaluation.items import first_of_each_item
 from speechcompress.evaluation.vad_segments import (
+    FRAMES_PER_SECOND,
     SegmentConfig,
-    label_segments,
-    match_segments,
+    detection_counts,
+    match_events,
+    reference_segments,
     speech_segments,
 )
 
@@ -111,10 +116,15 @@ class FrameVAD(Metric):
         }
 
 
+def _f_measure(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
 class SegmentVAD(Metric):
-    """Segment precision / recall over a split: the post-processed segments of the probabilities,
-    each matched at most once, start and end within `collar` seconds, to the runs of labelled speech.
-    Same `update` arguments as `FrameVAD`."""
+    """Segment detection and event scores over a split (see the module's docstring); `collar` is
+    pyannote's: seconds around each reference boundary, half before and half after, left out.
+    Same `update` arguments as `FrameVAD`. Durations and counts are summed over items before the
+    ratios are taken, as pyannote.metrics and sed_eval accumulate files."""
 
     full_state_update = False
 
@@ -122,19 +132,28 @@ class SegmentVAD(Metric):
         super().__init__(**kwargs)
         self.segments, self.collar = segments or SegmentConfig(), collar
         self.add_state("index", default=[], dist_reduce_fx="cat")
-        self.add_state("counts", default=[], dist_reduce_fx="cat")  # per item: hypotheses, references, matched
+        # per item: seconds found, falsely found, missed; estimated, reference and matched segments
+        self.add_state("counts", default=[], dist_reduce_fx="cat")
 
     def update(self, probabilities: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, index: torch.Tensor) -> None:
         rows = []
         for p, y in _valid_items(probabilities, labels, valid):
-            hypotheses, references = speech_segments(p, self.segments), label_segments(y)
-            rows.append((len(hypotheses), len(references), match_segments(hypotheses, references, self.collar)))
+            hypotheses, references = speech_segments(p, self.segments), reference_segments(y, self.segments)
+            seconds = detection_counts(hypotheses, references, len(y) / FRAMES_PER_SECOND, self.collar)
+            rows.append((seconds.true_positive, seconds.false_alarm, seconds.miss, len(hypotheses), len(references),
+                         match_events(hypotheses, references)))
         self.index.append(index.detach().long().reshape(-1).to(self.device))
-        self.counts.append(torch.tensor(rows, dtype=torch.long, device=self.device).reshape(-1, 3))
+        self.counts.append(torch.tensor(rows, dtype=torch.float64, device=self.device).reshape(-1, 6))
 
     def compute(self) -> dict[str, float]:
         if len(self.index) == 0:
             return {}
         counts = dim_zero_cat(self.counts)[first_of_each_item(dim_zero_cat(self.index))]
-        hypotheses, references, matched = (float(c) for c in counts.sum(dim=0))
-        return {"segment_precision": _ratio(matched, hypotheses), "segment_recall": _ratio(matched, references)}
+        found, false_alarm, miss, estimated, references, matched = (float(c) for c in counts.sum(dim=0))
+        precision, recall = _ratio(found, found + false_alarm), _ratio(found, found + miss)
+        event_precision, event_recall = _ratio(matched, estimated), _ratio(matched, references)
+        return {"detection_precision": precision, "detection_recall": recall,
+                "detection_f": _f_measure(precision, recall),
+                "detection_error_rate": _ratio(false_alarm + miss, found + miss),
+                "event_precision": event_precision, "event_recall": event_recall,
+                "event_f": _f_measure(event_precision, event_recall)}

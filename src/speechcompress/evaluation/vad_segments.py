@@ -9,15 +9,17 @@ The state machine (FunASR's idea, with our own names):
 - segments whose speech (before padding) is shorter than `min_speech_ms` are dropped.
 Segments never overlap: padding stops at the neighbouring segment.
 
-`label_segments` gives the reference that segment metrics compare with: the runs of labelled
-speech as they are, with no post-processing of their own.
+Segment metrics, as the field scores them, compare these segments with `reference_segments`, the
+segmenter's reading of the true labels: duration-based detection counts outside a collar
+(pyannote.metrics' detection precision / recall / error rate) and one-to-one event matching of
+onsets and offsets (sed_eval's event-based metrics).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -120,22 +122,91 @@ def speech_segments(probabilities: np.ndarray, config: SegmentConfig = SegmentCo
     return segmenter.push(probabilities) + segmenter.finish()
 
 
-def label_segments(labels: np.ndarray) -> list[Segment]:
-    """Each run of consecutive speech frames (label ≥ 0.5) of 10 ms labels, as one segment."""
-    speech = np.concatenate([[False], np.asarray(labels) >= 0.5, [False]])
-    edges = np.flatnonzero(speech[1:] != speech[:-1])
-    return [Segment(start / FRAMES_PER_SECOND, end / FRAMES_PER_SECOND) for start, end in edges.reshape(-1, 2)]
+def reference_segments(labels: np.ndarray, config: SegmentConfig = SegmentConfig()) -> list[Segment]:
+    """What the segmenter makes of the true 10 ms labels: the reference segment metrics compare with.
+    Label gaps shorter than its minimum silence are bridged, ends padded and short bursts dropped as
+    the detector's own output is, so a perfect frame classifier scores perfectly."""
+    return speech_segments((np.asarray(labels) >= 0.5).astype(np.float32), replace(config, threshold=0.5))
 
 
-def match_segments(hypotheses: list[Segment], references: list[Segment], collar: float) -> int:
-    """How many references are matched one-to-one by a hypothesis whose start and end are both within `collar` s."""
-    used: set[int] = set()
-    matched = 0
-    for reference in references:
-        for index, hypothesis in enumerate(hypotheses):
-            if index not in used and abs(hypothesis.start - reference.start) <= collar \
-                    and abs(hypothesis.end - reference.end) <= collar:
-                used.add(index)
-                matched += 1
-                break
-    return matched
+Intervals = list[tuple[float, float]]  # sorted, disjoint (start, end) in seconds
+
+
+def _intersection(a: Intervals, b: Intervals) -> Intervals:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            out.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _union(intervals: Intervals) -> Intervals:
+    out: Intervals = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        elif start < end:
+            out.append((start, end))
+    return out
+
+
+def _complement(intervals: Intervals, duration: float) -> Intervals:
+    edges = [0.0] + [t for interval in intervals for t in interval] + [duration]
+    return [(max(start, 0.0), min(end, duration)) for start, end in zip(edges[::2], edges[1::2], strict=True)
+            if min(end, duration) > max(start, 0.0)]
+
+
+def _length(intervals: Intervals) -> float:
+    return sum(end - start for start, end in intervals)
+
+
+@dataclass(frozen=True)
+class DetectionCounts:
+    """Seconds of one file as pyannote.metrics' detection metrics count them: outside the collars."""
+
+    true_positive: float
+    false_alarm: float
+    miss: float
+
+    @property
+    def reference(self) -> float:
+        return self.true_positive + self.miss
+
+
+def detection_counts(hypotheses: list[Segment], references: list[Segment], duration: float,
+                     collar: float) -> DetectionCounts:
+    """Speech seconds found, falsely found and missed, with `collar` seconds around each reference
+    boundary (half before, half after) left out of the evaluation, as pyannote.metrics does."""
+    halves = [(t - collar / 2, t + collar / 2) for r in references for t in (r.start, r.end)] if collar else []
+    scored = _complement(_union(halves), duration)
+    reference = _intersection(_union([(r.start, r.end) for r in references]), scored)
+    hypothesis = _intersection(_union([(h.start, h.end) for h in hypotheses]), scored)
+    found = _length(_intersection(reference, hypothesis))
+    return DetectionCounts(found, _length(hypothesis) - found, _length(reference) - found)
+
+
+def match_events(hypotheses: list[Segment], references: list[Segment], onset_collar: float = 0.2,
+                 offset_share: float = 0.2) -> int:
+    """How many references an estimated segment matches one-to-one (a maximum matching), sed_eval's
+    event-based rule: onsets within `onset_collar` s, offsets within max(`onset_collar`,
+    `offset_share` of the reference's length)."""
+    fits = [[k for k, h in enumerate(hypotheses)
+             if abs(h.start - r.start) <= onset_collar
+             and abs(h.end - r.end) <= max(onset_collar, offset_share * (r.end - r.start))] for r in references]
+    owner: dict[int, int] = {}
+
+    def claim(reference: int, seen: set[int]) -> bool:  # an augmenting path (Kuhn's algorithm)
+        for k in fits[reference]:
+            if k not in seen:
+                seen.add(k)
+                if k not in owner or claim(owner[k], seen):
+                    owner[k] = reference
+                    return True
+        return False
+
+    return sum(claim(reference, set()) for reference in range(len(references)))

@@ -113,11 +113,12 @@ class DenoiseTask(SpeechTask):
     # --- reporting ----------------------------------------------------------------------------------
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         lines = []
-        for split, title in (("test", "test split"), ("test_unseen", "unseen split")):
+        for split, title, note in (("test", "test split", ""),
+                                   ("test_unseen", "unseen split", "   (noises and voices training never drew)"),
+                                   ("test_real", "real split", "   (recorded voices and noise training never drew)")):
             if split != "test" and f"{split}/pesq" not in metrics:
                 continue
-            lines.append(f"{title:<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}"
-                         + ("   (noises and voices training never drew)" if split != "test" else ""))
+            lines.append(f"{title:<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}{note}")
             for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
                 enhanced, noisy = metrics.get(f"{split}/{name}", math.nan), metrics.get(f"{split}/{name}_noisy", math.nan)
                 lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")

@@ -45,7 +45,8 @@ class VADTask(SpeechTask):
     ) -> None:
         """`model` is a Hydra config kept in the checkpoint. `segments` configures post-processing
         (SegmentConfig; its threshold is also the frame decision threshold); `collar` is the
-        tolerance in seconds of segment matching; `cmvn_items` training items estimate CMVN."""
+        seconds around each reference boundary that segment detection scores leave out (half before,
+        half after, as pyannote.metrics); `cmvn_items` training items estimate CMVN."""
         super().__init__()
         self.save_hyperparameters()
         self.model: nn.Module = instantiate(model)
@@ -151,13 +152,16 @@ class VADTask(SpeechTask):
             f"DCF             {get('dcf'):.4f}  (0.25 × false alarms {get('false_alarm_rate'):.4f} "
             f"+ 0.75 × misses {get('miss_rate'):.4f})",
             f"noise-only FA   {get('noise_false_alarm'):.4f} of frames called speech",
-            f"segments        precision {get('segment_precision'):.3f}, recall {get('segment_recall'):.3f} "
-            f"(collar {self.hparams.collar} s)",
-        ] + ([
-            f"unseen split    frame F1 {metrics['test_unseen/f1']:.4f}, ROC-AUC {metrics['test_unseen/auc']:.4f}, "
-            f"noise-only FA {metrics['test_unseen/noise_false_alarm']:.4f} over {int(metrics['test_unseen/noise_items'])} items "
-            f"(noises and voices training never drew)",
-        ] if "test_unseen/f1" in metrics else [])
+            f"segments        detection F {get('detection_f'):.3f} (precision {get('detection_precision'):.3f}, "
+            f"recall {get('detection_recall'):.3f}), error rate {get('detection_error_rate'):.3f} "
+            f"(collar {self.hparams.collar} s); events F {get('event_f'):.3f}",
+        ] + [
+            f"{title:<16}frame F1 {metrics[f'{split}/f1']:.4f}, ROC-AUC {metrics[f'{split}/auc']:.4f}, "
+            f"noise-only FA {metrics[f'{split}/noise_false_alarm']:.4f} over {int(metrics[f'{split}/noise_items'])} items "
+            f"({note})"
+            for split, title, note in (("test_unseen", "unseen split", "noises and voices training never drew"),
+                                       ("test_real", "real split", "recorded voices and noise training never drew"))
+            if f"{split}/f1" in metrics]
 
     def write_examples(self, folder: Path) -> list[Path]:
         return write_vad_examples(self.examples, self.sample_rate, self.segment_config, folder)

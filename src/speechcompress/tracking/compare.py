@@ -18,11 +18,13 @@ from mlflow.tracking import MlflowClient
 
 from speechcompress.tracking.sweep import ROLE_TAG, SWEEP_TAG
 
-LOWER_IS_BETTER = {f"{split}/{name}" for split in ("test", "test_unseen")
+LOWER_IS_BETTER = {f"{split}/{name}" for split in ("test", "test_unseen", "test_real")
                    for name in ("dcf", "noise_false_alarm", "false_alarms_per_hour")} | {"val/loss"}
 QUALITY_COLUMNS = ("test/pesq", "test/stoi", "test/si_sdr", "test/f1", "test/auc", "test/dcf", "test/noise_false_alarm",
-                   "test_unseen/pesq", "test_unseen/f1", "test_unseen/noise_false_alarm")  # the seen-to-unseen gap
+                   "test_unseen/pesq", "test_unseen/f1", "test_unseen/noise_false_alarm",  # the seen-to-unseen gap
+                   "test_real/pesq", "test_real/stoi", "test_real/f1", "test_real/noise_false_alarm")  # real voices
 LATENCY = "latency/rtf"
+BASELINE_ROLE = "baseline"  # the role tag of `speechcompress baseline` runs: shipped models, not recipes
 LABELS = {
     "test/pesq": "PESQ-wb (MOS-LQO)", "test/stoi": "STOI", "test/si_sdr": "SI-SDR (dB)", "test/f1": "frame F1",
     "test/auc": "AUC", "test/dcf": "DCF", "size/bytes_sparse": "deployable size, xiph's block-sparse layout",
@@ -84,7 +86,7 @@ def collect(client: MlflowClient, experiment: str, sweep: str | None, metric: st
     swept_keys = [k.removeprefix("sweep.") for k in (parent.data.params if parent else {}) if k != "sweep.dir"]
     rows, skipped = [], []
     for run in client.search_runs([found.experiment_id], query, order_by=["attributes.start_time ASC"]):
-        if run.data.tags.get(ROLE_TAG) == "parent":
+        if run.data.tags.get(ROLE_TAG) in ("parent", BASELINE_ROLE):
             continue
         m = run.data.metrics
         if run.info.status != "FINISHED" or metric not in m or cost not in m:
@@ -99,8 +101,20 @@ def collect(client: MlflowClient, experiment: str, sweep: str | None, metric: st
     return rows, parent, skipped
 
 
+def shipped_models(client: MlflowClient, experiment: str) -> list[Row]:
+    """The experiment's `speechcompress baseline` runs (the models users ship today, scored on the
+    same splits), newest of each name first; they have quality, not our costs."""
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], f"tags.`{ROLE_TAG}` = '{BASELINE_ROLE}'",
+                              order_by=["attributes.start_time DESC"]) if found else []
+    newest = {run.info.run_name: run for run in reversed(runs) if run.info.status == "FINISHED"}
+    return [Row(run.info.run_id, name, {}, math.nan, math.nan, math.nan,
+                {k: run.data.metrics[k] for k in QUALITY_COLUMNS if k in run.data.metrics})
+            for name, run in sorted(newest.items())]
+
+
 def markdown(experiment: str, rows: list[Row], metric: str, cost: str, parent: Run | None,
-             skipped: list[str]) -> str:
+             skipped: list[str], shipped: list[Row] = ()) -> str:
     swept = list(rows[0].swept) if rows else []
     quality = [k for k in (*QUALITY_COLUMNS, *sorted({k for r in rows for k in r.metrics if k.startswith("deploy/")}))
                if any(k in r.metrics for r in rows)]
@@ -116,6 +130,12 @@ def markdown(experiment: str, rows: list[Row], metric: str, cost: str, parent: R
         cells = ["★" if r.pareto else "", r.name, *(r.swept[k] for k in swept), f"{r.cost:,.0f}",
                  f"{1000 * r.latency:.1f}", *(f"{r.metrics[k]:.3f}" if k in r.metrics else "" for k in quality)]
         lines.append("| " + " | ".join(cells) + " |")
+    if shipped:
+        columns = [k for k in QUALITY_COLUMNS if any(k in r.metrics for r in shipped)]
+        lines += ["", "Shipped models on the same splits (`speechcompress baseline`):", "",
+                  "| run | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+        lines += ["| " + " | ".join([r.name, *(f"{r.metrics[k]:.3f}" if k in r.metrics else "" for k in columns)]) + " |"
+                  for r in shipped]
     if skipped:
         lines += ["", "Left out:", *(f"- {s}" for s in skipped)]
     return "\n".join(lines) + "\n"

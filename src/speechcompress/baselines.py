@@ -1,0 +1,122 @@
+"""`speechcompress baseline NAME`: the models users already ship, scored on our test splits and
+logged as MLflow runs of the matching experiment, so `compare` sets them beside ours.
+
+- `rnnoise-official`: xiph's librnnoise with the model compiled into it (the pyrnnoise wheel's
+  library), at its 48 kHz: each item is resampled up, denoised, and resampled back.
+- `silero-vad`: the model the `silero-vad` package ships, one probability per 32 ms chunk, given
+  to each 10 ms frame the chunk covers; the frame threshold is the experiment's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from tqdm import tqdm
+
+from speechcompress.config import compose_config
+from speechcompress.data.audio import resample
+from speechcompress.data.mixing import VAD_FRAME_SECONDS
+from speechcompress.evaluation.speech_quality import SpeechQuality
+from speechcompress.evaluation.vad_metrics import FrameVAD
+from speechcompress.tracking.compare import BASELINE_ROLE
+from speechcompress.tracking.mlflow import environment_params, tracking_uri
+from speechcompress.tracking.sweep import ROLE_TAG
+
+INT16_SCALE = 32768.0
+
+
+def shipped_rnnoise(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
+    """One waveform at `sample_rate` -> librnnoise's built-in model's output, aligned with it."""
+    from speechcompress.export.rnnoise_c import FRAME_SIZE, SAMPLE_RATE, LibRNNoise
+
+    library = LibRNNoise()
+
+    def enhance(wave: np.ndarray) -> np.ndarray:
+        high = resample(wave, sample_rate, SAMPLE_RATE) * INT16_SCALE
+        delay = 2 * FRAME_SIZE  # the library's output trails its input by two frames
+        padded = np.pad(high, (0, delay + (-len(high)) % FRAME_SIZE))
+        out = library.denoise(padded)[0][delay : delay + len(high)] / INT16_SCALE
+        return resample(out.astype(np.float32), SAMPLE_RATE, sample_rate)[: len(wave)]
+
+    return enhance
+
+
+def silero_vad(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
+    """One waveform at 16 kHz -> silero-vad's speech probability of each 10 ms frame."""
+    from silero_vad import load_silero_vad
+
+    if sample_rate != 16000:
+        raise ValueError(f"silero-vad is scored at 16 kHz; this experiment's data is at {sample_rate} Hz")
+    model, chunk = load_silero_vad(), 512
+    hop = int(sample_rate * VAD_FRAME_SECONDS)
+
+    def probabilities(wave: np.ndarray) -> np.ndarray:
+        model.reset_states()
+        padded = np.pad(wave, (0, (-len(wave)) % chunk))
+        with torch.no_grad():
+            chunks = model.audio_forward(torch.from_numpy(padded)[None], sample_rate)[0].numpy()
+        frames = -(-len(wave) // hop)
+        return chunks[np.minimum(np.arange(frames) * hop // chunk, len(chunks) - 1)]
+
+    return probabilities
+
+
+@dataclass(frozen=True)
+class Baseline:
+    kind: str  # "denoiser" or "vad"
+    experiment: str  # whose data it is scored on and whose MLflow experiment it joins
+    make: Callable[[int], Callable[[np.ndarray], np.ndarray]]
+
+
+BASELINES = {"rnnoise-official": Baseline("denoiser", "rnnoise", shipped_rnnoise),
+             "silero-vad": Baseline("vad", "fsmn_vad", silero_vad)}
+
+
+def score_split(baseline: Baseline, run: Callable[[np.ndarray], np.ndarray], loader, sample_rate: int,
+                threshold: float, desc: str) -> dict[str, float]:
+    """The split's test metrics of the baseline, computed as the tasks compute ours."""
+    metric = SpeechQuality(sample_rate, with_noisy=True) if baseline.kind == "denoiser" else FrameVAD(threshold)
+    for batch in tqdm(loader, desc=desc, unit="batch"):
+        waves = [batch["noisy"][i, :length].numpy() for i, length in enumerate(batch["length"].tolist())]
+        if baseline.kind == "denoiser":
+            enhanced = torch.zeros_like(batch["noisy"])
+            for i, wave in enumerate(waves):
+                enhanced[i, : len(wave)] = torch.from_numpy(run(wave))
+            metric.update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
+        else:
+            labels = batch["vad"]
+            probabilities, valid = torch.zeros_like(labels), torch.zeros_like(labels, dtype=torch.bool)
+            for i, wave in enumerate(waves):
+                frames = min(-(-len(wave) // int(sample_rate * VAD_FRAME_SECONDS)), labels.shape[1])
+                probabilities[i, :frames] = torch.from_numpy(run(wave)[:frames])
+                valid[i, :frames] = True
+            metric.update(probabilities, labels, valid, batch["index"])
+    return {name: float(value) for name, value in metric.compute().items()}
+
+
+def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[str, float], str]:
+    """Score baseline `name` on every test split of its experiment's data (with `overrides`) and log
+    an MLflow run `baseline-NAME`; returns (metrics, run id)."""
+    if name not in BASELINES:
+        raise ValueError(f"no baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    baseline = BASELINES[name]
+    cfg = compose_config([f"+experiment={baseline.experiment}", *(overrides or [])])
+    data = instantiate(cfg.data)
+    run = baseline.make(data.sample_rate)
+    threshold = float(cfg.task.get("segments", {}).get("threshold", 0.5))
+    metrics = {}
+    for split in data.test_splits:
+        scores = score_split(baseline, run, data.split_loader(split), data.sample_rate, threshold, f"{name} on {split}")
+        metrics.update({f"{split}/{key}": value for key, value in scores.items()})
+    mlflow.set_tracking_uri(tracking_uri(cfg.logger.get("tracking_uri")))
+    mlflow.set_experiment(cfg.name)
+    with mlflow.start_run(run_name=f"baseline-{name}") as logged:
+        mlflow.set_tags({ROLE_TAG: BASELINE_ROLE, "baseline": name})
+        mlflow.log_params({"baseline": name, "data.corpus_seed": cfg.data.train.corpus_seed, **environment_params()})
+        mlflow.log_metrics(metrics)
+    return metrics, logged.info.run_id

@@ -1,0 +1,169 @@
+"""The real-recordings corpus: bandwidth, held-out speakers, utterance assembly, the no-apt path, and
+test_real in a run. Every corpus here is made in the test (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy import signal
+
+from speechcompress.config import compose_config
+from speechcompress.data.mixing import vad_labels
+from speechcompress.data.real import (
+    Clip,
+    assemble_utterance,
+    bandwidth_hz,
+    corpus_folder,
+    load_real_split,
+    read_manifest,
+    split_clips,
+    trim_silence,
+)
+from tests.conftest import TINY, sandbox_overrides
+
+RATE = 16000
+
+
+def _voice(rng: np.random.Generator, seconds: float, pitch: float) -> np.ndarray:
+    """A voiced, full-band stand-in for a spoken clip: harmonics of `pitch` under a syllable envelope."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    harmonics = sum(np.sin(2 * np.pi * pitch * k * t + rng.uniform(0, 6)) / k for k in range(1, 40) if pitch * k < 7800)
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 0.5
+    return (0.5 * harmonics * envelope / np.abs(harmonics).max() + 0.002 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def make_corpus(root: Path, speakers: dict[str, int], noise_groups: dict[str, int], seed: int = 0) -> None:
+    """A corpus of `speakers` ({speaker: clips}) and `noise_groups` ({group: clips}) with its manifest,
+    where `read_manifest(root)` looks for it."""
+    rng, folder, rows = np.random.default_rng(seed), corpus_folder(root), []
+    for kind, groups in (("speech", speakers), ("noise", noise_groups)):
+        for number, (speaker, count) in enumerate(groups.items()):
+            for k in range(count):
+                wave = (_voice(rng, rng.uniform(0.6, 1.5), 110 + 40 * number) if kind == "speech"
+                        else 0.3 * rng.standard_normal(int(2.0 * RATE)).astype(np.float32))
+                file = f"clips/{speaker.replace(':', '_')}/{k}.flac"
+                (folder / file).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(folder / file), wave, RATE, subtype="PCM_16")
+                rows.append(Clip(file, kind, speaker.split(":")[0], speaker, "xx", len(wave) / RATE,
+                                 bandwidth_hz(wave, RATE), "test"))
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Clip)])
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("real_corpus")
+    make_corpus(root, {"a:1": 6, "a:2": 6, "b:1": 6, "b:2": 6}, {"n:hum": 10, "n:hiss": 10})
+    return root
+
+
+def test_bandwidth_tells_a_band_limited_clip_from_a_full_band_one():
+    rng = np.random.default_rng(1)
+    full = _voice(rng, 2.0, 150)
+    narrow = signal.sosfilt(signal.butter(10, 3800, fs=RATE, output="sos"), full).astype(np.float32)
+    assert bandwidth_hz(full, RATE) > 7000
+    assert 3000 < bandwidth_hz(narrow, RATE) < 5000
+    clips = [Clip(f"{name}.flac", "speech", "p", f"p:{name}", "xx", 2.0, bandwidth_hz(wave, RATE), "test")
+             for name, wave in (("full", full), ("narrow", narrow))]
+    clips.append(Clip("n.flac", "noise", "n", "n:low", "", 2.0, 500.0, "test"))  # noise may be low-passed by nature
+    speech, noise = split_clips(clips, "train", [], 0.0, min_bandwidth_hz=6000)
+    assert list(speech) == ["p:full"] and list(noise) == ["n:low"]
+
+
+def test_trim_silence_keeps_the_speech_and_a_margin():
+    wave = np.concatenate([np.zeros(RATE), _voice(np.random.default_rng(2), 1.0, 120), np.zeros(RATE)])
+    trimmed = trim_silence(wave, RATE, margin_seconds=0.05)
+    assert 1.0 <= len(trimmed) / RATE <= 1.15
+    assert len(trim_silence(np.zeros(RATE, np.float32), RATE)) == 0
+
+
+def test_test_real_speakers_and_noise_files_are_apart_from_trainings(corpus):
+    clips = read_manifest(corpus)
+    train_speech, train_noise = split_clips(clips, "train", ["a:2", "b:1"], 0.3, 0)
+    test_speech, test_noise = split_clips(clips, "test_real", ["a:2", "b:1"], 0.3, 0)
+    assert set(train_speech) == {"a:1", "b:2"} and set(test_speech) == {"a:2", "b:1"}
+    train_files = {c.file for group in train_noise.values() for c in group}
+    test_files = {c.file for group in test_noise.values() for c in group}
+    assert train_files and test_files and not train_files & test_files
+    assert len(train_files | test_files) == 20
+    with pytest.raises(ValueError, match="'nobody'.*its speakers: a:1, a:2, b:1, b:2"):
+        split_clips(clips, "test_real", ["nobody"], 0.3, 0)
+
+
+def test_the_default_held_out_speakers_never_train():
+    """The recipe's own settings: test_real's speakers are exactly the held-out ones, and no
+    training or validation utterance comes from them."""
+    cfg = compose_config(["+experiment=rnnoise"])
+    held_out = list(cfg.data.real.held_out_speakers)
+    assert cfg.data.test_real.held_out_speakers == held_out and cfg.data.train.real.held_out_speakers == held_out
+    others = ["tuxpaint-stamps-default:fr", "fillets-ng-data-cs:v", "gcin-voice:3"]
+    clips = [Clip(f"{s}.flac", "speech", s.split(":")[0], s, "xx", 1.0, 8000.0, "test") for s in held_out + others]
+    clips.append(Clip("n.flac", "noise", "n", "n:x", "", 1.0, 8000.0, "test"))
+    assert set(split_clips(clips, "test_real", held_out, 0.0, 6000)[0]) == set(held_out)
+    for split in ("train", "val"):
+        assert set(split_clips(clips, split, held_out, 0.0, 6000)[0]) == set(others)
+
+
+def test_an_assembled_utterance_keeps_its_labels_on_its_clips():
+    rng = np.random.default_rng(3)
+    clips = [_voice(rng, seconds, 140) for seconds in (0.5, 0.8, 1.1)]
+    clips = [trim_silence(c, RATE) for c in clips]
+    wave, spans = assemble_utterance(rng, clips, RATE, seconds=(4.0, 5.0))
+    assert len(spans) >= 3 and len(wave) >= 4.0 * RATE
+    labels = vad_labels(wave, RATE)
+    hop = RATE // 100
+    inside = np.zeros(len(labels), bool)
+    for start, end in spans:
+        inside[-(-start // hop) : end // hop] = True
+        assert labels[start // hop + 1 : end // hop - 1].mean() > 0.6  # the clip's voiced frames are speech
+    assert not labels[~inside][1:-1].any() or labels[~inside].mean() < 0.02  # the pauses between are not
+
+
+def test_a_real_split_is_cached_and_mixes_like_the_synthetic_ones(corpus):
+    kwargs = dict(utterances=6, noise_clips_per_group=2, held_out_speakers=["a:2"], noise_test_share=0.3,
+                  min_bandwidth_hz=0)
+    split = load_real_split(corpus, "test_real", RATE, seed=5, **kwargs)
+    again = load_real_split(corpus, "test_real", RATE, seed=5, **kwargs)
+    assert len(split.speech) == 6 and len(split.noise) == 4 and sorted(set(split.noise_kinds)) == ["n:hiss", "n:hum"]
+    assert all(np.array_equal(a, b) for a, b in zip(split.speech, again.speech, strict=True))
+    assert all(abs(np.sqrt(np.mean(n**2)) - 1) < 1e-2 for n in split.noise)
+
+
+def test_fetch_without_apt_says_so_in_one_line(tmp_path):
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    done = subprocess.run([str(bare / "python"), "-m", "speechcompress.cli", "corpus", "fetch", "--root",
+                           str(tmp_path / "real")], capture_output=True, text=True,
+                          env={**os.environ, "PATH": str(bare)}, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "apt-get not found" in lines[0] and "espeak-ng" in lines[0], done.stderr
+    assert not (tmp_path / "real").exists() or not any((tmp_path / "real").rglob("manifest.csv"))
+
+
+def test_a_run_logs_test_real_beside_test(corpus, tmp_path):
+    """A short real run on the corpus made above: real voices in training, and test_real/* logged."""
+    from speechcompress.train import run
+
+    cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(tmp_path), f"data.real.root={corpus}",
+                          "data.real.held_out_speakers=[a:2,b:1]", "data.real.min_bandwidth_hz=0",
+                          "data.train.real_utterances=8", "data.train.real_noise_clips_per_group=2",
+                          "data.test_real.utterances=4", "trainer.max_steps=20", "trainer.val_check_interval=20"])
+    metrics = run(cfg)
+    assert metrics["test_real/items"] == 4 and metrics["test/items"] == 8
+    assert {"test_real/pesq", "test_real/stoi", "test_real/si_sdr", "test_real/pesq_noisy"} <= set(metrics)
+    client = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name(cfg.name).experiment_id])
+    assert logged.data.metrics["test_real/stoi"] == pytest.approx(metrics["test_real/stoi"])
