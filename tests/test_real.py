@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from scipy import signal
 
 from speechcompress.config import compose_config
@@ -169,3 +170,26 @@ def test_a_run_logs_test_real_beside_test(corpus, tmp_path):
     client = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri)
     (logged,) = client.search_runs([client.get_experiment_by_name(cfg.name).experiment_id])
     assert logged.data.metrics["test_real/stoi"] == pytest.approx(metrics["test_real/stoi"])
+
+
+def test_real_share_is_the_share_of_items_that_draw_real_speech_and_noise():
+    from speechcompress.data.mixing import MixtureDataset
+    from speechcompress.data.synthetic import _shares
+
+    rng = np.random.default_rng(4)
+    espeak = [_voice(rng, 1.0, 100) for _ in range(6)]
+    real = [_voice(rng, 1.0, 300) * 0.5 for _ in range(2)]  # told apart by their peak
+    noise = [rng.standard_normal(RATE).astype(np.float32) for _ in range(3)]
+    dataset = MixtureDataset(espeak + real, noise + [np.zeros(RATE, np.float32)], RATE, length=2000,
+                             segment_seconds=0.5, snr_db=(30.0, 30.0), seed=1,
+                             speech_weights=_shares(6, 2, 0.25), noise_weights=_shares(3, 1, 0.4))
+    items = [dataset[i] for i in range(2000)]
+    assert abs(np.mean([_speaks_real(item) for item in items]) - 0.25) < 0.04
+    silent_noise = np.mean([torch.equal(item["noisy"], item["clean"]) for item in items])
+    assert abs(silent_noise - 0.4) < 0.04  # the silent stand-in for recorded noise leaves the input as its target
+
+
+def _speaks_real(item) -> bool:
+    """A 300 Hz voice, not a 100 Hz one: the share of energy above 250 Hz."""
+    spectrum = np.abs(np.fft.rfft(item["clean"].numpy())) ** 2
+    return spectrum[int(250 * len(item["clean"]) / RATE) :].sum() > 0.5 * spectrum.sum()

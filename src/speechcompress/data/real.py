@@ -181,7 +181,7 @@ def _clips_of(source: Source, unpacked: Path, folder: Path) -> list[Clip]:
     return clips
 
 
-def fetch_corpus(root: str | Path, sources: Sequence[Source] = SOURCES) -> Path:
+def fetch_corpus(root: str | Path) -> Path:
     """Fetch, decode and describe the real recordings under `root` once; returns the manifest's
     path. Raises `PackagesUnavailable` (one line) where Debian packages cannot be had."""
     folder = corpus_folder(root)
@@ -191,10 +191,10 @@ def fetch_corpus(root: str | Path, sources: Sequence[Source] = SOURCES) -> Path:
     work = folder / "download"
     shutil.rmtree(folder / "clips", ignore_errors=True)  # what an interrupted fetch left
     clips, versions = [], {}
-    for package in dict.fromkeys(s.package for s in sources):
+    for package in dict.fromkeys(s.package for s in SOURCES):
         unpacked = download_package(package, work)
         versions[package] = package_version(unpacked, package)
-        for source in (s for s in sources if s.package == package):
+        for source in (s for s in SOURCES if s.package == package):
             (folder / "clips" / package / source.kind).mkdir(parents=True, exist_ok=True)
             clips += _clips_of(source, unpacked, folder)
         copyright_file = unpacked / "usr/share/doc" / package / "copyright"
