@@ -11,7 +11,7 @@ from several clips of one speaker with pauses between them (most clips are one o
 heard in the same simulated rooms and through the same device responses as espeak's, and noise
 clips of 8 s assembled from one recorded group. `held_out_speakers` names the voices that only
 `test_real` speaks with; a share `noise_test_share` of each noise group's files (by a hash of the
-file name) is heard only there. Clips band-limited below `min_bandwidth_hz` are left out.
+file name) is heard only there. Speech clips band-limited below `min_bandwidth_hz` are left out.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def collect(client: MlflowClient, experiment: str, sweep: str | None, metric: st
 
 def shipped_models(client: MlflowClient, experiment: str) -> list[Row]:
     """The experiment's `speechcompress baseline` runs (the models users ship today, scored on the
-    same splits), newest of each name first; they have quality, not our costs."""
+    same splits), the newest run of each name; they have quality, not our costs."""
     found = client.get_experiment_by_name(experiment)
     runs = client.search_runs([found.experiment_id], f"tags.`{ROLE_TAG}` = '{BASELINE_ROLE}'",
                               order_by=["attributes.start_time DESC"]) if found else []
