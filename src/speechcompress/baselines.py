@@ -27,21 +27,17 @@ from speechcompress.tracking.compare import BASELINE_ROLE
 from speechcompress.tracking.mlflow import environment_params, tracking_uri
 from speechcompress.tracking.sweep import ROLE_TAG
 
-INT16_SCALE = 32768.0
-
 
 def shipped_rnnoise(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
     """One waveform at `sample_rate` -> librnnoise's built-in model's output, aligned with it."""
-    from speechcompress.export.rnnoise_c import FRAME_SIZE, SAMPLE_RATE, LibRNNoise
+    from speechcompress.export.runtime import LibRNNoiseModel
 
-    library = LibRNNoise()
+    model = LibRNNoiseModel(None)
 
     def enhance(wave: np.ndarray) -> np.ndarray:
-        high = resample(wave, sample_rate, SAMPLE_RATE) * INT16_SCALE
-        delay = 2 * FRAME_SIZE  # the library's output trails its input by two frames
-        padded = np.pad(high, (0, delay + (-len(high)) % FRAME_SIZE))
-        out = library.denoise(padded)[0][delay : delay + len(high)] / INT16_SCALE
-        return resample(out.astype(np.float32), SAMPLE_RATE, sample_rate)[: len(wave)]
+        high = torch.from_numpy(resample(wave, sample_rate, model.sample_rate))[None]
+        out = model(high).enhanced[0].numpy().astype(np.float32)
+        return resample(out, model.sample_rate, sample_rate)[: len(wave)]
 
     return enhance
 

@@ -47,12 +47,14 @@ class LibRNNoiseModel(nn.Module):
 
     kind, sample_rate, meta = "denoiser", SAMPLE_RATE, {}
 
-    def __init__(self, path: str | Path, library: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None, library: str | Path | None = None) -> None:
+        """path None: the model compiled into the library (xiph's shipped weights)."""
         super().__init__()
-        path = Path(path)
-        if not path.is_file():
+        if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"weights file {path} does not exist")
-        self.path, self.blob, self.library = path, path.read_bytes(), LibRNNoise(library)
+        self.path = None if path is None else Path(path)
+        self.blob = None if path is None else self.path.read_bytes()
+        self.library = LibRNNoise(library)
         self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # see OnnxModel
 
     def forward(self, noisy: torch.Tensor) -> EnhancedOutput:
