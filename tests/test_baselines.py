@@ -56,5 +56,6 @@ def test_a_baseline_is_logged_and_compare_shows_it(tmp_path, capsys, name, metri
     assert row.name == f"baseline-{name}" and row.metrics[metric] == pytest.approx(float(printed[metric]), abs=1e-4)
     if name == "silero-vad":
         assert float(printed["test/f1"]) > 0.7 and float(printed["test/items"]) == 6  # it finds espeak's speech
+        assert 0 < float(printed["test/detection_f"]) <= 1 and 0 <= float(printed["test/event_f"]) <= 1
     else:
         assert float(printed["test/pesq_errors"]) == 0 and np.isfinite(float(printed["test/stoi"]))

