@@ -16,8 +16,10 @@ train: $(STAMP)  ## train the default experiment (override with EXPERIMENT=... A
 	$(PY) -m speechcompress.cli corpus fetch || true  # real recordings, once; without apt: espeak-ng alone
 	$(PY) train.py +experiment=$(or $(EXPERIMENT),rnnoise) $(ARGS)
 
-test: $(STAMP)  ## the default test suite (what CI runs)
-	$(PY) -m pytest -q $(ARGS)
+TEST_WORKERS ?= 2  # pytest-xdist processes, one torch thread each (2 cores here)
+
+test: $(STAMP)  ## the default test suite (what CI runs), in TEST_WORKERS processes
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 test-all: $(STAMP)  ## also the slow tests (full default training run)
 	$(PY) -m pytest -q -m "" $(ARGS)

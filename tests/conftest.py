@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: two workers on 2 cores, one thread each (runs they start too)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
 import pytest
+import torch
 
 from speechcompress.config import compose_config, register_resolvers
 
 register_resolvers()
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 # Small enough to train in well under a minute on 2 cores, big enough to learn something.
 TINY_RUN = [
@@ -35,6 +42,11 @@ TINY_FRCRN = ["model.channels=4", "model.encoder_kernels=[[5,2],[5,2],[5,2]]", "
               "model.fsmn_hidden=8", "model.se_reduction=2"]
 TINY_VAD = [*TINY_FSMN, *TINY_RUN, "task.cmvn_items=64", "data.test.utterances=16", "data.train.noise_only=0.2",
             "data.test.noise_only=0.2"]
+
+
+# `make test` runs two workers (`-n 2 --dist loadgroup`); every worker trains the session fixtures it
+# uses. The tiny FRCRN takes minutes on one thread, so the tests that use it share one worker.
+USES_TINY_FRCRN = pytest.mark.xdist_group("tiny_frcrn_run")
 
 
 def with_unseen(overrides: list[str]) -> list[str]:

@@ -31,6 +31,8 @@ from speechcompress.models.frcrn import FRCRN
 from speechcompress.models.fsmn_vad import FSMNVAD
 from speechcompress.models.rnnoise import RNNoise
 
+from .conftest import USES_TINY_FRCRN
+
 FAMILIES = {
     "rnnoise": lambda: RNNoise(cond_size=16, gru_size=24),
     "fsmn_vad": lambda: FSMNVAD(input_affine=24, hidden=32, proj=16, layers=2, output_affine=16),
@@ -208,7 +210,7 @@ def test_an_exported_vad_runs_in_vad_like_its_checkpoint_and_refuses_a_denoiser(
     assert "holds a denoiser model, but this needs a vad" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("fixture", ["tiny_run", "tiny_vad_run", "tiny_frcrn_run"])
+@pytest.mark.parametrize("fixture", ["tiny_run", "tiny_vad_run", pytest.param("tiny_frcrn_run", marks=USES_TINY_FRCRN)])
 def test_a_run_logs_its_exported_files_as_deployed(fixture, request):
     cfg, metrics = request.getfixturevalue(fixture)[:2]
     headline = "f1" if fixture == "tiny_vad_run" else "pesq"

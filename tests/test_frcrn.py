@@ -19,6 +19,8 @@ from speechcompress.models.complex import (
 from speechcompress.models.frcrn import FRCRN
 from speechcompress.tasks.losses import ComplexMaskLoss, ideal_ratio_mask, si_snr
 
+from .conftest import USES_TINY_FRCRN
+
 TINY = dict(channels=4, encoder_kernels=[[5, 2], [5, 2], [5, 2]], fsmn_order=3, fsmn_hidden=8, se_reduction=2)
 
 
@@ -201,6 +203,7 @@ def test_the_conv_stft_stays_fp32_under_autocast():
     assert output.mask.dtype == torch.bfloat16  # the UNets did run in reduced precision
 
 
+@USES_TINY_FRCRN
 def test_a_tiny_frcrn_run_improves_on_the_noisy_input(tiny_frcrn_run):
     """The frcrn_small recipe at tiny sizes, trained for real through train.run: its test split
     improves on the noisy input, and the run logs its sizes, latency and peak memory."""
@@ -211,6 +214,7 @@ def test_a_tiny_frcrn_run_improves_on_the_noisy_input(tiny_frcrn_run):
     assert metrics["memory/peak_mb"] > 0 and metrics["latency/rtf"] > 0 and metrics["size/params"] > 0
 
 
+@USES_TINY_FRCRN
 def test_enhance_cuts_a_long_file_into_the_windows_asked_for(tiny_frcrn_run, tmp_path, capsys):
     import numpy as np
     import soundfile as sf

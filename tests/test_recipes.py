@@ -13,7 +13,7 @@ from speechcompress.checkpoints import save_task
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
 from speechcompress.train import build_task, run
 
-from .conftest import TINY, TINY_FRCRN, TINY_FSMN, TINY_RUN, compose_config
+from .conftest import TINY, TINY_FRCRN, TINY_FSMN, TINY_RUN, USES_TINY_FRCRN, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 STEPS = ["trainer.max_steps=6", "trainer.val_check_interval=3", "data.num_workers=0", "trainer.strategy=auto",
@@ -42,13 +42,20 @@ def _sandbox(data_dir: Path, root: Path) -> list[str]:
             f"logger.tracking_uri=sqlite:///{root / 'experiments' / 'mlflow.db'}"]
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_recipe_takes_steps_and_reports(experiment, tiny_run, tiny_vad_run, tiny_frcrn_run, tmp_path):
+def _teacher(experiment: str) -> str | None:
+    """The session fixture whose checkpoint a distillation recipe learns from."""
+    if "distill" not in experiment:
+        return None
+    return "tiny_frcrn_run" if experiment.startswith("frcrn") else "tiny_vad_run"
+
+
+@pytest.mark.parametrize("experiment", [
+    pytest.param(e, marks=[USES_TINY_FRCRN] if _teacher(e) == "tiny_frcrn_run" else []) for e in EXPERIMENTS])
+def test_every_recipe_takes_steps_and_reports(experiment, tiny_run, tmp_path, request):
     data_dir = Path(tiny_run[0].paths.data_dir)  # the tiny corpus, already synthesised
     overrides = [f"+experiment={experiment}", *_tiny(experiment), *_sandbox(data_dir, tmp_path)]
-    if "distill" in experiment:
-        teacher = tiny_frcrn_run if experiment.startswith("frcrn") else tiny_vad_run
-        overrides.append(f"compression.teacher={teacher[2]}")
+    if _teacher(experiment):  # trained only where a recipe needs it
+        overrides.append(f"compression.teacher={request.getfixturevalue(_teacher(experiment))[2]}")
     if "finetune" in experiment:  # starts from a checkpoint of its own (tiny) sizes
         start = save_task(build_task(compose_config(overrides)), tmp_path / "init.ckpt")
         overrides.append(f"init={start}")
@@ -63,7 +70,7 @@ def test_a_sweep_recipe_runs_every_job_as_a_child_of_one_parent_run(tiny_run, tm
     overrides = ["-m", "+experiment=rnnoise_density_sweep", *_tiny("rnnoise_density_sweep"), *_sandbox(data_dir, tmp_path),
                  "measure.latency_seconds=1", "measure.latency_repeats=1"]
     result = subprocess.run([sys.executable, "train.py", *overrides], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                            timeout=600, env={"OMP_NUM_THREADS": "2", **os.environ})
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'experiments' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("rnnoise_density_sweep").experiment_id])
