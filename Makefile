@@ -16,7 +16,8 @@ train: $(STAMP)  ## train the default experiment (override with EXPERIMENT=... A
 	$(PY) -m speechcompress.cli corpus fetch || true  # real recordings, once; without apt: espeak-ng alone
 	$(PY) train.py +experiment=$(or $(EXPERIMENT),rnnoise) $(ARGS)
 
-TEST_WORKERS ?= 2  # pytest-xdist processes, one torch thread each (2 cores here)
+# pytest-xdist processes for `make test`, one torch thread each (2 cores here)
+TEST_WORKERS ?= 2
 
 test: $(STAMP)  ## the default test suite (what CI runs), in TEST_WORKERS processes
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
