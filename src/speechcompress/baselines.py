@@ -17,6 +17,8 @@ import mlflow
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchmetrics import Metric
 from tqdm import tqdm
 
 from speechcompress.config import compose_config
@@ -75,12 +77,18 @@ BASELINES = {"rnnoise-official": Baseline("denoiser", "rnnoise", shipped_rnnoise
              "silero-vad": Baseline("vad", "fsmn_vad", silero_vad)}
 
 
-def score_split(baseline: Baseline, run: Callable[[np.ndarray], np.ndarray], loader, sample_rate: int,
-                segments: SegmentConfig, collar: float, desc: str) -> dict[str, float]:
-    """The split's test metrics of the baseline, computed as the tasks compute ours (for a VAD: frame
-    scores at the experiment's threshold and segment scores after its post-processing)."""
-    metrics = ([SpeechQuality(sample_rate, with_noisy=True)] if baseline.kind == "denoiser"
-               else [FrameVAD(segments.threshold), SegmentVAD(segments, collar)])
+def split_metrics(baseline: Baseline, task: DictConfig, sample_rate: int) -> list[Metric]:
+    """Fresh metrics for one split, as the experiment's `task` computes ours (for a VAD: frame scores
+    at its threshold and segment scores after its post-processing, with its collar)."""
+    if baseline.kind == "denoiser":
+        return [SpeechQuality(sample_rate, with_noisy=True)]
+    segments = SegmentConfig(**task.segments)
+    return [FrameVAD(segments.threshold), SegmentVAD(segments, float(task.collar))]
+
+
+def score_split(baseline: Baseline, run: Callable[[np.ndarray], np.ndarray], loader, metrics: list[Metric],
+                sample_rate: int, desc: str) -> dict[str, float]:
+    """The split's scores of the baseline in `metrics` (`split_metrics`)."""
     for batch in tqdm(loader, desc=desc, unit="batch"):
         waves = [batch["noisy"][i, :length].numpy() for i, length in enumerate(batch["length"].tolist())]
         if baseline.kind == "denoiser":
@@ -109,11 +117,10 @@ def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[st
     cfg = compose_config([f"+experiment={baseline.experiment}", *(overrides or [])])
     data = instantiate(cfg.data)
     run = baseline.make(data.sample_rate)
-    segments, collar = SegmentConfig(**cfg.task.get("segments", {})), float(cfg.task.get("collar", 0.25))
     metrics = {}
     for split in data.test_splits:
-        scores = score_split(baseline, run, data.split_loader(split), data.sample_rate, segments, collar,
-                             f"{name} on {split}")
+        scores = score_split(baseline, run, data.split_loader(split), split_metrics(baseline, cfg.task, data.sample_rate),
+                             data.sample_rate, f"{name} on {split}")
         metrics.update({f"{split}/{key}": value for key, value in scores.items()})
     mlflow.set_tracking_uri(tracking_uri(cfg.logger.get("tracking_uri")))
     mlflow.set_experiment(cfg.name)
