@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, fields
@@ -20,6 +21,7 @@ from scipy import signal
 from speechcompress.config import compose_config
 from speechcompress.data.mixing import vad_labels
 from speechcompress.data.real import (
+    SOURCES,
     Clip,
     assemble_utterance,
     bandwidth_hz,
@@ -67,6 +69,34 @@ def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("real_corpus")
     make_corpus(root, {"a:1": 6, "a:2": 6, "b:1": 6, "b:2": 6}, {"n:hum": 10, "n:hiss": 10})
     return root
+
+
+# (package, path inside it as `dpkg-deb -x` unpacks it) and whether it is drawn as noise: files that
+# speak (letters, crowds, screams, an announcer) or may sing (music) never are.
+NOISE_OR_NOT = {
+    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/mammals/koala.ogg"): True,
+    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/animals/mammals/koala_desc_fr.ogg"): False,
+    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/seasonal/hanukkah/dreydl-nun.ogg"): False,
+    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/symbols/letters/a.ogg"): False,
+    ("lincity-ng-data", "usr/share/games/lincity-ng/sounds/Farm1.wav"): True,
+    ("lincity-ng-data", "usr/share/games/lincity-ng/sounds/School2.wav"): False,
+    ("lincity-ng-data", "usr/share/games/lincity-ng/sounds/MarketFull1.wav"): False,
+    ("lincity-ng-data", "usr/share/games/lincity-ng/sounds/ResidentialLowLow.wav"): False,
+    ("lincity-ng-data", "usr/share/games/lincity-ng/music/default/01 - pronobozo - lincity.ogg"): False,
+    ("scorched3d-data", "usr/share/games/scorched3d/data/globalmods/none/data/wav/misc/dog2.wav"): True,
+    ("scorched3d-data", "usr/share/games/scorched3d/data/globalmods/none/data/wav/misc/scream1.wav"): False,
+    ("scorched3d-data", "usr/share/games/scorched3d/data/globalmods/none/data/wav/misc/cheeringloop.wav"): False,
+    ("scorched3d-data", "usr/share/games/scorched3d/data/globalmods/apoc/data/wav/explosions/nuke.wav"): True,
+    ("extremetuxracer-data", "usr/share/games/etr/sounds/snow_slide.wav"): True,
+    ("extremetuxracer-data", "usr/share/games/etr/music/race1-jt.ogg"): False,
+}
+
+
+@pytest.mark.parametrize(("package", "path"), NOISE_OR_NOT)
+def test_noise_sources_leave_out_files_that_speak(package, path):
+    noise = [s for s in SOURCES if s.package == package and s.kind == "noise"]
+    assert noise, f"no noise source reads {package}"
+    assert any(re.search(s.pattern, path) for s in noise) == NOISE_OR_NOT[package, path]
 
 
 def test_bandwidth_tells_a_band_limited_clip_from_a_full_band_one():

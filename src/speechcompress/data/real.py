@@ -82,9 +82,25 @@ SOURCES: tuple[Source, ...] = (
     # A real keyboard's key clicks.
     Source("bucklespring-data", "noise", r"buckle/wav/[^/]+\.wav$", "GPL-2+", voice="keys"),
     # The stamps' sounds: animals, household machines, vehicles, instruments (not the spoken
-    # letters and numbers under symbols/).
+    # letters and numbers under symbols/, nor the dreidel's sides, which speak their Hebrew letters).
     Source("tuxpaint-stamps-default", "noise",
-           r"stamps/(?!symbols/|military/)(?P<group>[^/]+)/(?:.+/)?(?![^/]*_desc)[^/]+\.(?:ogg|wav)$", "GPL-2"),
+           r"stamps/(?!symbols/|military/|seasonal/hanukkah/dreydl-)(?P<group>[^/]+)/(?:.+/)?(?![^/]*_desc)[^/]+\.(?:ogg|wav)$", "GPL-2"),
+    # A city's places: farms, mills, mines, industry, traffic, trains, harbours, fire, water, wind
+    # (the schools, markets, homes, sports grounds, clinics, shanties and universities, which hold
+    # voices, left out).
+    Source("lincity-ng-data", "noise",
+           r"sounds/(?!School|SportsCroud|Market|Residential|Health|Shanty|University)[A-Za-z]+[0-9]*\.wav$", "GPL-2+",
+           voice="city"),
+    # Dogs, cows, sheep, roosters, frogs, gulls, bats, a wolf, birdsong, rain, thunder, waves,
+    # aircraft, car horns and sirens (screams, cheering, city crowds and the announcer left out) ...
+    Source("scorched3d-data", "noise",
+           r"data/wav/misc/(?!scream|cheering|citysounds|fight4life|extralife|play\.|text\.)[^/]+\.wav$",
+           "GPL-2+ (apoc mod: CC-BY-SA-3)", voice="misc"),
+    # ... and explosions, shots, shields and tank tracks.
+    Source("scorched3d-data", "noise", r"data/wav/(?:explosions|movement|shoot|shield|battery)/[^/]+\.wav$",
+           "GPL-2+ (apoc mod: CC-BY-SA-3)", voice="weapons"),
+    # Skis sliding on snow, ice, mud, grass, leaves and rock.
+    Source("extremetuxracer-data", "noise", r"etr/sounds/[^/]+\.wav$", "GPL-2+", voice="slides"),
 )
 FETCH = dict(trim_db=-40.0, min_seconds=0.25)
 
@@ -216,7 +232,7 @@ def read_manifest(root: str | Path) -> list[Clip]:
     manifest = corpus_folder(root) / "manifest.csv"
     if not manifest.exists():
         raise CorpusMissing(f"no real-recordings corpus at {manifest.parent}: run `speechcompress corpus fetch` "
-                            f"(Debian packages, about 320 MB once)")
+                            f"(Debian packages, about 430 MB once)")
     with manifest.open(newline="") as handle:
         return [Clip(**{**row, "seconds": float(row["seconds"]), "bandwidth_hz": float(row["bandwidth_hz"])})
                 for row in csv.DictReader(handle)]
