@@ -9,7 +9,8 @@ from speechcompress.data.microphone import clip_peaks, level_changes
 from speechcompress.data.mixing import MixtureDataset, mix_at_snr, pad_collate, vad_labels
 from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.rooms import EARLY_SECONDS, RoomResponse, reverberate, simulate_room
-from speechcompress.data.synthetic import load_synthetic_split, record, split_choices
+from speechcompress.data.splits import record
+from speechcompress.data.synthetic import load_synthetic_split, split_choices
 
 from .conftest import compose_config
 

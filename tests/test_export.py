@@ -17,8 +17,8 @@ from speechcompress.export.onnx import (
     ParityError,
     export_onnx,
     export_stream_onnx,
-    read_metadata,
 )
+from speechcompress.export.onnx_files import read_metadata
 from speechcompress.export.pipeline import export_files
 from speechcompress.export.quantize import (
     depthwise_conv_nodes,

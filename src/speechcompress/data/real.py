@@ -37,7 +37,7 @@ from speechcompress.data.audio import resample
 from speechcompress.data.debian import download_package, package_version
 from speechcompress.data.mixing import frame_energy
 from speechcompress.data.rooms import simulate_room
-from speechcompress.data.synthetic import SyntheticSplit, read_split, record_split, write_split
+from speechcompress.data.splits import SyntheticSplit, read_split, record_split, write_split
 from speechcompress.files import atomic_path
 
 CORPUS_VERSION = 1

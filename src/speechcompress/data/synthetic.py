@@ -11,8 +11,8 @@ Each split also simulates its own rooms (`rooms.simulate_room`). A share `reverb
 utterances is heard in one of them (the target is then the direct path and early reflections), a
 share `reverb_noise` of the noise clips plays in one, and a share `devices` of each is recorded
 through a random device response (`microphone.random_response`, one per clip: speech and noise
-pass through different ones, as in xiph's training). These are applied once, as the cache is made,
-so mixing stays cheap; level changes and clipping are drawn per item by the mixer.
+pass through different ones, as in xiph's training). These are applied once, as the cache is made
+(`splits.record_split`, `splits.write_split`), so mixing stays cheap; level changes and clipping are drawn per item by the mixer.
 
 `held_out` names noise families, languages and voice variants that only the `test_unseen` split
 uses: train, val and test never draw them, so `test_unseen/*` measures what a model does on
@@ -29,15 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 from tqdm import tqdm
 
 from speechcompress.data.audio import resample
 from speechcompress.data.espeak import EspeakCrashed, EspeakSynthesizer
-from speechcompress.data.microphone import random_response
 from speechcompress.data.noise import NOISE_FAMILIES, render_noise
-from speechcompress.data.rooms import reverberate, simulate_room
-from speechcompress.files import atomic_path
+from speechcompress.data.real import CorpusMissing, load_real_split
+from speechcompress.data.rooms import simulate_room
+from speechcompress.data.splits import SyntheticSplit, read_split, record_split, write_split
 
 CACHE_VERSION = 6
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
@@ -115,15 +114,6 @@ def split_choices(split: str, held_out: Mapping[str, Sequence[str]]) -> tuple[tu
     return chosen("noise", NOISE_FAMILIES), Voices(chosen("languages", LANGUAGES), chosen("variants", VARIANTS))
 
 
-@dataclass
-class SyntheticSplit:
-    speech: list[np.ndarray]  # float32 target utterances at the requested sample rate
-    heard: list[np.ndarray]  # what the microphone picks up of each: reverberant where a room was drawn, else
-    # the target's own array
-    noise: list[np.ndarray]  # float32 noise clips, unit RMS
-    noise_kinds: list[str]  # the family of each noise clip
-
-
 def _random_utterance(rng: np.random.Generator, synth, sample_rate: int, voices: Voices) -> np.ndarray:
     language = str(rng.choice(voices.languages))
     variant = str(rng.choice(voices.variants))
@@ -151,15 +141,6 @@ def _random_utterance(rng: np.random.Generator, synth, sample_rate: int, voices:
 def _cache_path(cache_dir: Path, split: str, settings: dict) -> Path:
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return cache_dir / f"{split}-{settings['sample_rate']}Hz-{digest}.npz"
-
-
-def _pack(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    offsets = np.cumsum([0] + [len(c) for c in clips])
-    return np.concatenate(clips), offsets
-
-
-def _unpack(samples: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [samples[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 def load_synthetic_split(
@@ -232,67 +213,6 @@ def _generate(path: Path, split: str, settings: dict, families: tuple[str, ...],
     write_split(path, record_split(room_rng, speech, noise, kinds, rooms, settings, sample_rate))
 
 
-def record_split(rng: np.random.Generator, speech: list[np.ndarray], noise: list[np.ndarray], kinds: list[str],
-                 rooms: list, settings: Mapping, sample_rate: int) -> SyntheticSplit:
-    """A split's dry utterances and noise clips as recorded (`record`, with the shares in `settings`):
-    each utterance's target and heard audio at one peak scale, each noise clip at unit RMS."""
-    targets, heard = [], []
-    for dry in speech:
-        target, wet = record(rng, dry, rooms, settings["reverb_speech"], settings["devices"], sample_rate)
-        peak = 0.9 / (max(np.abs(target).max(), np.abs(wet).max()) + 1e-9)  # int16 holds both, at one scale
-        targets.append(target * peak)
-        heard.append(targets[-1] if wet is target else wet * peak)
-    recorded = []
-    for clip in noise:
-        clip = record(rng, clip, rooms, settings["reverb_noise"], settings["devices"], sample_rate)[1]
-        recorded.append(clip / (np.sqrt(np.mean(clip**2)) + 1e-12))
-    return SyntheticSplit(targets, heard, recorded, list(kinds))
-
-
-def write_split(path: Path, split: SyntheticSplit) -> None:
-    """Cache a split in one .npz: speech as int16, noise as float16; of the heard audio only what
-    differs from the target (reverberant utterances)."""
-    wet = [i for i, (target, heard) in enumerate(zip(split.speech, split.heard, strict=True)) if heard is not target]
-    speech_samples, speech_offsets = _pack(split.speech)
-    noise_samples, noise_offsets = _pack(split.noise)
-    heard_samples, heard_offsets = (_pack([split.heard[i] for i in wet]) if wet
-                                    else (np.zeros(0, np.float32), np.zeros(1, np.int64)))
-    with atomic_path(path) as partial, partial.open("wb") as handle:  # a killed run never leaves a half-written cache
-        np.savez(handle, speech=(speech_samples * 32767).astype(np.int16), speech_offsets=speech_offsets,
-                 heard=(heard_samples * 32767).astype(np.int16), heard_offsets=heard_offsets,
-                 heard_ids=np.array(wet, dtype=np.int64), noise=noise_samples.astype(np.float16),
-                 noise_offsets=noise_offsets, noise_kinds=np.array(split.noise_kinds))
-
-
-def read_split(path: Path) -> SyntheticSplit:
-    """A split cached by `write_split`."""
-    with np.load(path) as cached:
-        speech = _unpack(cached["speech"].astype(np.float32) / 32767, cached["speech_offsets"])
-        heard = list(speech)  # the dry utterances' own arrays: no second copy in memory
-        for i, wet in zip(cached["heard_ids"], _unpack(cached["heard"].astype(np.float32) / 32767,
-                                                        cached["heard_offsets"]), strict=True):
-            heard[i] = wet
-        noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
-        kinds = [str(k) for k in cached["noise_kinds"]]
-    return SyntheticSplit(speech, heard, noise, kinds)
-
-
-def record(rng: np.random.Generator, dry: np.ndarray, rooms: list, reverb: float, devices: float,
-            sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(target, heard) of a clip: in a random room for a share `reverb` of clips (target: its direct
-    path and early reflections), through a random device for a share `devices` (both alike)."""
-    target = heard = dry
-    if reverb and rng.uniform() < reverb:
-        heard, target = reverberate(dry, rooms[int(rng.integers(len(rooms)))], sample_rate)
-    if devices and rng.uniform() < devices:
-        response = random_response(rng, sample_rate)
-        if heard is target:  # dry: one array serves as both
-            target = heard = signal.sosfilt(response, target).astype(np.float32)
-        else:
-            target, heard = signal.sosfilt(response, np.stack([target, heard])).astype(np.float32)
-    return target, heard
-
-
 def synthetic_mixtures(
     split: str,
     sample_rate: int,
@@ -331,8 +251,6 @@ def synthetic_mixtures(
                                   noise_seconds, babble_talkers, rooms, reverb_speech, reverb_noise, devices, held_out)
     recorded = None
     if real is not None and (real_share or real_noise_share):
-        from speechcompress.data.real import CorpusMissing, load_real_split
-
         try:
             recorded = load_real_split(split=split, sample_rate=sample_rate, seed=corpus_seed,
                                        utterances=real_utterances, noise_clips_per_group=real_noise_clips_per_group,

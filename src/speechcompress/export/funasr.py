@@ -30,14 +30,10 @@ import yaml
 
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.export.graphs import FSMNVADStepGraph, GraphSpec
-from speechcompress.export.onnx import (
-    PARITY_TOLERANCE,
-    example_wave,
-    export_graph,
-    on_cpu_in_eval,
-    session,
-)
+from speechcompress.export.onnx import PARITY_TOLERANCE, example_wave, export_graph, on_cpu_in_eval
+from speechcompress.export.onnx_files import session
 from speechcompress.export.quantize import quantize_dynamic_int8
+from speechcompress.export.runtime import run_blocks
 from speechcompress.features.fbank import stack_frames
 from speechcompress.files import atomic_path
 from speechcompress.models.fsmn_vad import FSMNVAD
@@ -48,19 +44,6 @@ SPEC = GraphSpec("fsmn_vad", "vad", "speech", "probabilities")
 def stacked_features(model: FSMNVAD, noisy: torch.Tensor) -> torch.Tensor:
     """What model.onnx takes for a waveform [B, T], from our own front-end: LFR-stacked, CMVN'd fbank."""
     return stack_frames(model.cmvn(model.fbank(noisy)), model.lfr_m)
-
-
-def run_blocks(ort_session, speech: np.ndarray, cache_shapes: dict[str, list[int]], blocks: int = 1) -> np.ndarray:
-    """model.onnx (an ONNX Runtime session of it) over `speech` [B, n, dims] cut into `blocks`
-    pieces in order, the caches passed on from zeros, as FunASR's runtime feeds it: → probabilities
-    [B, n, classes]."""
-    caches = {name: np.zeros([speech.shape[0], *shape[1:]], np.float32) for name, shape in cache_shapes.items()}
-    pieces = []
-    for block in np.array_split(speech, blocks, axis=1):
-        probabilities, *new = ort_session.run(None, {SPEC.input_name: np.ascontiguousarray(block), **caches})
-        pieces.append(probabilities)
-        caches = dict(zip(caches, new, strict=True))
-    return np.concatenate(pieces, axis=1)
 
 
 def segment_options(segments: dict[str, float], hop_ms: float, frame_ms: float, sample_rate: int) -> dict:

@@ -11,8 +11,6 @@ and compares it with torch: a difference above the tolerance removes the file an
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +22,11 @@ import torch
 from torch import nn
 
 from speechcompress.export.graphs import GraphSpec, graph_for, stream_graph_for
+from speechcompress.export.onnx_files import compact_names, write_metadata
+from speechcompress.export.runtime import OnnxModel
 from speechcompress.files import atomic_path
 
 OPSET = 17
-META_PREFIX = "speechcompress."
 # The largest difference allowed between ONNX Runtime's fp32 output and torch's, relative to the
 # largest magnitude of torch's output (at least 1): waveforms in [−1, 1], VAD logits of a few units.
 # Both compute in fp32; RNNoise's graph takes its DFT as a matrix product where torch uses an FFT,
@@ -59,109 +58,11 @@ def frontend_settings(model: nn.Module, spec: GraphSpec) -> dict[str, float]:
             "lfr_m": model.lfr_m}
 
 
-def read_metadata(path: str | Path) -> dict[str, object]:
-    """The `speechcompress.*` metadata of an exported file, JSON values decoded, without the prefix."""
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key.removeprefix(META_PREFIX): json.loads(p.value) for p in proto.metadata_props
-            if p.key.startswith(META_PREFIX)}
-
-
-def write_metadata(proto: onnx.ModelProto, metadata: dict[str, object]) -> None:
-    """Sets `speechcompress.KEY` = JSON(value) for each item, replacing what was there."""
-    keep = [p for p in proto.metadata_props if p.key.removeprefix(META_PREFIX) not in metadata]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for key, value in metadata.items():
-        proto.metadata_props.add(key=META_PREFIX + key, value=json.dumps(value))
-
-
-def compact_names(proto: onnx.ModelProto) -> None:
-    """Short names for every node and every tensor inside the graph (the graph's inputs and outputs
-    keep theirs), no stored shape annotations, and each computation stored once: the exporter's
-    scoped names ("/model/unet1/encoders.0/conv/Conv_output_0") were a fifth of a traced FRCRN's
-    file, and its shape arithmetic on the dynamic axes repeats the same Constant, Shape and Gather
-    nodes hundreds of times (`_redundant_nodes`). None of it changes what the graph computes."""
-    keep = {v.name for v in proto.graph.input} | {v.name for v in proto.graph.output}
-    same = _redundant_nodes(proto.graph, keep)
-    renamed: dict[str, str] = {}
-    nodes = itertools.count()
-
-    def short(name: str) -> str:
-        name = same.get(name, name)
-        if not name or name in keep:
-            return name
-        return renamed.setdefault(name, f"t{len(renamed)}")
-
-    def rename(graph: onnx.GraphProto, top: bool) -> None:
-        if not top:  # a subgraph's (If, Loop) own inputs and outputs are names like any other
-            for value in [*graph.input, *graph.output]:
-                value.name = short(value.name)
-        for tensor in graph.initializer:
-            tensor.name = short(tensor.name)
-        for node in graph.node:
-            node.name = f"n{next(nodes)}"
-            node.input[:] = [short(name) for name in node.input]
-            node.output[:] = [short(name) for name in node.output]
-            for attribute in node.attribute:
-                for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
-                    rename(subgraph, top=False)
-        del graph.value_info[:]
-
-    rename(proto.graph, top=True)
-
-
-def _redundant_nodes(graph: onnx.GraphProto, keep: set[str]) -> dict[str, str]:
-    """Removes each node that repeats an earlier one (the same op, attributes and inputs), and each
-    Identity of an initializer (the exporter's way of sharing a weight, which hid those weights
-    from ONNX Runtime's quantizers); returns {its output: the tensor that replaces it}. Random ops,
-    nodes holding a subgraph, and nodes writing a graph output are left alone."""
-    initializers = {tensor.name for tensor in graph.initializer}
-    same: dict[str, str] = {}
-    first: dict[tuple, list[str]] = {}
-    kept = []
-    for node in graph.node:
-        node.input[:] = [same.get(name, name) for name in node.input]
-        if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in keep:
-            same[node.output[0]] = node.input[0]
-            continue
-        exempt = (any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
-                       or node.op_type.startswith("Random") or node.op_type in ("Bernoulli", "Multinomial"))
-        key = (node.domain, node.op_type, tuple(node.input), b"".join(a.SerializeToString() for a in node.attribute))
-        if exempt or keep.intersection(node.output) or key not in first:
-            if not exempt:
-                first.setdefault(key, list(node.output))
-            kept.append(node)
-            continue
-        same.update(zip(node.output, first[key], strict=True))
-    del graph.node[:]
-    graph.node.extend(kept)
-    return same
-
-
-def session(path: str | Path, threads: int | None = None, profile: bool = False):
-    """An ONNX Runtime CPU session of `path` (`threads` intra-op threads; None: ORT's default);
-    `profile`: ONNX Runtime writes a JSON profile (see `export.profile`)."""
-    import tempfile
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if profile:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def max_difference(path: str | Path, model: nn.Module, spec: GraphSpec, wave: torch.Tensor) -> float:
     """Largest |file − model| on the waveform batch `wave`, relative to max(1, largest |model|): the
     file run as the CLI runs it (`runtime.OnnxModel`: streamed hop by hop for a step graph, the fbank
     computed first for a VAD), the model's own forward as the reference (its enhanced waveform or
     its logits)."""
-    from speechcompress.export.runtime import OnnxModel
-
     with torch.no_grad():
         expected, got = model(wave), OnnxModel(path)(wave)
     field = "logits" if spec.kind == "vad" else "enhanced"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from speechcompress.export.onnx import session
+from speechcompress.export.onnx_files import session
 from speechcompress.export.runtime import OnnxModel
 
 OUTSIDE = "(outside the graph)"

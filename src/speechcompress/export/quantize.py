@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from speechcompress.export.onnx import compact_names, read_metadata, write_metadata
+from speechcompress.export.onnx_files import compact_names, read_metadata, write_metadata
 from speechcompress.files import atomic_path
 
 

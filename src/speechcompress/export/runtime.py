@@ -18,13 +18,27 @@ import torch
 from torch import nn
 
 from speechcompress.evaluation.vad_segments import SegmentConfig
-from speechcompress.export.funasr import run_blocks
-from speechcompress.export.onnx import read_metadata, session
+from speechcompress.export.onnx_files import read_metadata, session
 from speechcompress.export.rnnoise_c import FRAME_SIZE, SAMPLE_RATE, LibRNNoise
 from speechcompress.features.fbank import frame_count, padded_fbank, stack_frames
 from speechcompress.inference import Windows
 from speechcompress.models.fsmn_vad import VADOutput
 from speechcompress.models.rnnoise import INT16_SCALE
+
+
+def run_blocks(ort_session, speech: np.ndarray, cache_shapes: dict[str, list[int]], blocks: int = 1) -> np.ndarray:
+    """A FunASR FSMN-VAD step graph (`export.funasr`; an ONNX Runtime session of it) over `speech`
+    [B, n, dims] cut into `blocks` pieces in order, the caches passed on from zeros, as FunASR's
+    runtime feeds it: → probabilities [B, n, classes]. The graph takes the features first, then
+    its caches (FunASR's order)."""
+    features = ort_session.get_inputs()[0].name
+    caches = {name: np.zeros([speech.shape[0], *shape[1:]], np.float32) for name, shape in cache_shapes.items()}
+    pieces = []
+    for block in np.array_split(speech, blocks, axis=1):
+        probabilities, *new = ort_session.run(None, {features: np.ascontiguousarray(block), **caches})
+        pieces.append(probabilities)
+        caches = dict(zip(caches, new, strict=True))
+    return np.concatenate(pieces, axis=1)
 
 
 @dataclass
