@@ -31,13 +31,14 @@ from speechcompress.checkpoints import read_checkpoint
 from speechcompress.evaluation.measure import peak_memory
 from speechcompress.evaluation.speech_quality import pesq_wb
 from speechcompress.inference import enhance_batch, enhance_waveform, window_starts
+from speechcompress.run_folder import RunFolder
 from speechcompress.tasks.denoise import load_denoiser
 from speechcompress.tracking.mlflow import RUN_ID_KEY, tracking_uri
 
 
 def test_audio(checkpoint: Path, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) of at least `seconds`: the run's test items back to back, repeated as needed."""
-    cfg = OmegaConf.load(checkpoint.resolve().parent.parent / "config.yaml")
+    cfg = OmegaConf.load(RunFolder.of_checkpoint(checkpoint.resolve()).config)
     dataset = instantiate(cfg.data.test)(sample_rate=cfg.model.sample_rate)
     noisy, clean, total, index = [], [], 0, 0
     while total < seconds * cfg.model.sample_rate:

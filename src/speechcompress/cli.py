@@ -27,6 +27,7 @@ from speechcompress.data.folders import paired_files
 from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.files import atomic_path
 from speechcompress.inference import enhance_waveform, speech_probabilities
+from speechcompress.run_folder import RunFolder
 from speechcompress.tasks.denoise import load_denoiser
 
 
@@ -195,7 +196,7 @@ def sensitivity(args: argparse.Namespace) -> int:
 
     ratios = [float(r) for r in args.ratios.split(",")]
     rows = study.sensitivity_analysis(task.model, batches, task.loss, ratios)
-    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "sensitivity"
+    out = Path(args.out) if args.out else RunFolder.of_checkpoint(checkpoint.resolve()).sensitivity
     table = study.write_table(rows, out / "sensitivity.csv")
     figure = study.plot(rows, out / "sensitivity.png")
     print(f"{'tensor':<28}" + "".join(f"{r:>9.2f}" for r in ratios) + "   (validation loss increase, %)")
@@ -278,7 +279,7 @@ def _run_config(checkpoint: Path, config: str | None):
     """The config.yaml of the run that wrote `checkpoint` (RUN/checkpoints/x.ckpt → RUN/config.yaml)."""
     from omegaconf import OmegaConf
 
-    path = Path(config) if config else checkpoint.resolve().parent.parent / "config.yaml"
+    path = Path(config) if config else RunFolder.of_checkpoint(checkpoint.resolve()).config
     if not path.is_file():
         raise FileNotFoundError(f"no run config at {path}: pass --config with the config.yaml of the run "
                                 f"that wrote {checkpoint}")
@@ -298,7 +299,7 @@ def export(args: argparse.Namespace) -> int:
 
     checkpoint = Path(args.checkpoint)
     task = load_task(checkpoint)
-    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "export"
+    out = Path(args.out) if args.out else RunFolder.of_checkpoint(checkpoint.resolve()).export
     if args.format == "funasr":
         from speechcompress.export.funasr import export_funasr
 

@@ -28,7 +28,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
-LAST_CHECKPOINT = "last.ckpt"
+from speechcompress.run_folder import LAST_CHECKPOINT
+
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 

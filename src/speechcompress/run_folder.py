@@ -1,0 +1,48 @@
+"""Where a run keeps its files, in one place: the runner writes them, the CLI finds them beside a
+checkpoint (RUN/checkpoints/x.ckpt → RUN)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+LAST_CHECKPOINT = "last.ckpt"  # written at every validation, at the end of fitting and on SIGTERM
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: Path
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunFolder:
+        """The run folder that holds `checkpoint` in its checkpoints/ folder."""
+        return cls(Path(checkpoint).parent.parent)
+
+    @property
+    def config(self) -> Path:
+        """The run's resolved config (written before training, so tools find it beside any checkpoint)."""
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT
+
+    @property
+    def export(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def examples(self) -> Path:
+        return self.root / "examples"
+
+    @property
+    def size_table(self) -> Path:
+        return self.root / "size_per_tensor.csv"
+
+    @property
+    def sensitivity(self) -> Path:
+        return self.root / "sensitivity"
