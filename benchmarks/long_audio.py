@@ -31,7 +31,7 @@ from speechcompress.checkpoints import read_checkpoint
 from speechcompress.evaluation.measure import peak_memory
 from speechcompress.evaluation.speech_quality import pesq_wb
 from speechcompress.inference import enhance_batch, enhance_waveform, window_starts
-from speechcompress.run_folder import RunFolder
+from speechcompress.run_layout import RunFolder
 from speechcompress.tasks.denoise import load_denoiser
 from speechcompress.tracking.mlflow import RUN_ID_KEY, tracking_uri
 

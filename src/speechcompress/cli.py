@@ -27,7 +27,7 @@ from speechcompress.data.folders import paired_files
 from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.files import atomic_path
 from speechcompress.inference import enhance_waveform, speech_probabilities
-from speechcompress.run_folder import RunFolder
+from speechcompress.run_layout import RunFolder
 from speechcompress.tasks.denoise import load_denoiser
 
 

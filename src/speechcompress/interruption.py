@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
-from speechcompress.run_folder import LAST_CHECKPOINT
+from speechcompress.run_layout import LAST_CHECKPOINT
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 

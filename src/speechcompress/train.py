@@ -34,7 +34,7 @@ from speechcompress.export.pipeline import (
 from speechcompress.export.runtime import deployed_model
 from speechcompress.export.xiph_weights import check_library_sizes
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal
-from speechcompress.run_folder import RunFolder
+from speechcompress.run_layout import RunFolder
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.mlflow import (
     RUN_ID_KEY,
@@ -70,14 +70,14 @@ def parallel_job_threads() -> int | None:
     return max(1, cores // parallel)
 
 
-def _resume_state(cfg: DictConfig, run: RunFolder) -> tuple[Path | None, str | None]:
+def _resume_state(cfg: DictConfig, folder: RunFolder) -> tuple[Path | None, str | None]:
     """The checkpoint to continue and its MLflow run id: `resume=auto` takes this run folder's
     checkpoints/last.ckpt when there is one (a requeued job, an interrupted run started again with
     its run_name), a path takes that checkpoint; otherwise (None, None), a fresh run."""
     if not cfg.resume:
         return None, None
     if cfg.resume == "auto":
-        path = run.last_checkpoint
+        path = folder.last_checkpoint
         if not path.is_file():
             return None, None
         print(f"[speechcompress] resume=auto: continuing {path}")
@@ -216,8 +216,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if threads:
         torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True)
-    run = RunFolder(output_dir(cfg))
-    resume_path, resume_run_id = _resume_state(cfg, run)
+    folder = RunFolder(output_dir(cfg))
+    resume_path, resume_run_id = _resume_state(cfg, folder)
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
     if cfg.get("init") and not resume_path:
@@ -232,20 +232,20 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     # nothing is written before this line: a refused setting leaves no folder and no MLflow run
     if resume_path:
-        run = RunFolder.of_checkpoint(resume_path)
-    run.root.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run.config, resolve=True)  # first, so tools like `sensitivity` find it beside any checkpoint
-    checkpoint = BestAndLastCheckpoint(dirpath=run.checkpoints, filename="best-{step}", monitor="val/loss",
+        folder = RunFolder.of_checkpoint(resume_path)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder.config, resolve=True)  # first, so tools like `sensitivity` find it beside any checkpoint
+    checkpoint = BestAndLastCheckpoint(dirpath=folder.checkpoints, filename="best-{step}", monitor="val/loss",
                                        mode="min", save_top_k=1, auto_insert_metric_name=False)
     # One process logs. Under SLURM every rank starts at once, and MLflow's client creates a missing
     # SQLite store's tables as it opens it: two ranks doing so together race (one dies).
     logger = build_logger(cfg, resume_run_id) if rank_zero_only.rank == 0 else False
     if logger and resume_run_id is None:
         log_config(logger, cfg)
-    interruption = SaveOnSignal(run.last_checkpoint)
+    interruption = SaveOnSignal(folder.last_checkpoint)
     trainer = pl.Trainer(**cfg.trainer, logger=logger,
                          callbacks=[checkpoint, RunIdInCheckpoint(), interruption, *compression],
-                         plugins=[AtomicCheckpointIO()], default_root_dir=str(run.root))
+                         plugins=[AtomicCheckpointIO()], default_root_dir=str(folder.root))
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None, weights_only=True)
     interruption.exit_if_interrupted()
 
@@ -275,14 +275,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
             measured["size/bytes_clustered"] = float(clustered_size(model, callback.bits))
     client, run_id = logger.experiment, logger.run_id
     if cfg.export.enabled:
-        _, deployed = deploy(cfg, task, datamodule, run.export)
+        _, deployed = deploy(cfg, task, datamodule, folder.export)
         measured |= deployed
-        client.log_artifacts(run_id, str(run.export), "export")  # FSMN-VAD's funasr/ folder too
+        client.log_artifacts(run_id, str(folder.export), "export")  # FSMN-VAD's funasr/ folder too
     logger.log_metrics(measured, step=trainer.global_step)
-    client.log_artifact(run_id, str(run.config))
-    client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), run.size_table)))
+    client.log_artifact(run_id, str(folder.config))
+    client.log_artifact(run_id, str(write_size_csv(tensor_sizes(model), folder.size_table)))
     client.log_artifact(run_id, result_path, "checkpoints")
-    for path in task.write_examples(run.examples):
+    for path in task.write_examples(folder.examples):
         client.log_artifact(run_id, str(path), "examples")
     metrics |= measured
     print(summary(cfg, task, metrics, result_path, run_id))
