@@ -11,14 +11,15 @@ from hydra.utils import instantiate
 from speechcompress.checkpoints import read_checkpoint
 from speechcompress.compression.blocks import block_mask
 from speechcompress.compression.masking import scheduled_density
-from speechcompress.compression.size import size_metrics, tensor_sizes, xiph_arrays
+from speechcompress.compression.size import size_metrics, tensor_sizes
 from speechcompress.compression.sparsify import (
     XIPH_GATE_DENSITY,
     SparsifyCallback,
     gate_densities,
 )
 from speechcompress.config import PROJECT_ROOT, ConfigError
-from speechcompress.train import build_task
+from speechcompress.tasks.base import build_task
+from speechcompress.xiph_format import encode, framed_bytes, write_blob
 
 from .conftest import TINY, compose_config, sandbox_overrides
 
@@ -110,10 +111,13 @@ def test_byte_counts_match_xiphs_exporter_by_hand():
     assert metrics["size/bytes_sparse_int8"] == sum(int8 for _, int8 in sizes.values())
     # the weights file: a 64-byte header per array and data padded to 64 bytes; the conv's fp32
     # arrays (idx 8, weights 128, bias 32 bytes) take 64 + 64, 64 + 128 and 64 + 64
-    conv = [a for a in xiph_arrays(model, quantize=False) if a.tensor.startswith("conv")]
-    assert [a.name for a in conv] == ["conv_weights_idx", "conv_weights_float", "conv_bias"]
-    assert sum(a.blob_bytes for a in conv) == 128 + 192 + 128
-    assert metrics["size/bytes_blob"] == sum(a.blob_bytes for a in xiph_arrays(model, quantize=False))
+    fp32 = encode(model, quantize=False)
+    conv = {name: array for name, array in fp32.arrays.items() if fp32.tensors[name].startswith("conv")}
+    assert set(conv) == {"conv_weights_idx", "conv_weights_float", "conv_bias"}
+    assert sum(framed_bytes(array) for array in conv.values()) == 128 + 192 + 128
+    # the accounting counts the arrays the writer encodes: the file's bytes, to the byte
+    assert metrics["size/bytes_blob"] == len(write_blob(fp32.arrays))
+    assert metrics["size/bytes_blob_int8"] == len(write_blob(encode(model, quantize=True).arrays))
 
 
 def _sparse_cfg(root, *extra):
@@ -193,7 +197,11 @@ def test_keys_nested_under_callbacks_are_named_as_typed(tmp_path):
     with pytest.raises(ConfigError, match=r"compression\.callbacks\.prune\.prune_stop=500 must come after "
                                           r"compression\.prune_start=600"):
         run(cfg)
-    assert not (tmp_path / "experiments").exists()
+    assert not (tmp_path / "experiments" / "runs").exists()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cfg.logger.tracking_uri)
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])  # and no MLflow run
 
 
 def test_relative_schedule_follows_the_run_length():

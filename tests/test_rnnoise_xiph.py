@@ -22,13 +22,15 @@ from speechcompress.checkpoints import load_task, save_task
 from speechcompress.cli import main
 from speechcompress.compression.size import size_metrics, tensor_sizes
 from speechcompress.compression.sparsify import SparsifyCallback
-from speechcompress.export.rnnoise_c import LibRNNoise, read_blob, write_blob
+from speechcompress.export.rnnoise_c import LibRNNoise
 from speechcompress.export.runtime import LibRNNoiseModel
 from speechcompress.export.xiph_weights import export_weights_file, model_arrays
 from speechcompress.features import xiph48k
 from speechcompress.models.rnnoise import RNNoise
 from speechcompress.models.rnnoise_xiph import XiphRNNoise, band_interpolation
-from speechcompress.train import build_task, run
+from speechcompress.tasks.base import build_task
+from speechcompress.train import run
+from speechcompress.xiph_format import read_blob, write_blob
 
 from .conftest import compose_config, sandbox_overrides
 from .test_xiph48k import _c_frame_features, _gliding_voice
@@ -244,6 +246,7 @@ def _last_model(sandbox):
     return load_task(checkpoint).model.eval()
 
 
+@pytest.mark.slow  # an infrastructure re-check: `make test-all`
 def test_a_small_student_distilled_from_the_shipped_model_gives_gains_closer_to_its_own(imported_path, corpus48k,
                                                                                        tmp_path):
     """Distillation with the imported checkpoint as teacher: a student of xiph's architecture with

@@ -10,16 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from speechcompress.export.rnnoise_c import BLOCK_INPUTS, BLOCK_OUTPUTS
+from speechcompress.xiph_format import BLOCK_INPUTS, BLOCK_OUTPUTS
 
 DEFAULT_BLOCK = (BLOCK_OUTPUTS, BLOCK_INPUTS)  # 8 outputs × 4 inputs: the blocks librnnoise stores
-
-
-def as_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """[out, ...] → [out, inputs]; conv kernels [out, in, k] tap-major, [out, k · in]."""
-    if weight.dim() == 3:
-        return weight.transpose(1, 2).reshape(weight.shape[0], -1)
-    return weight.reshape(weight.shape[0], -1)
 
 
 def from_matrix(matrix: torch.Tensor, shape: torch.Size) -> torch.Tensor:

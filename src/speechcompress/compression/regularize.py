@@ -7,9 +7,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from speechcompress.compression.blocks import DEFAULT_BLOCK, as_matrix, block_energy
+from speechcompress.compression.blocks import DEFAULT_BLOCK, block_energy
 from speechcompress.compression.structured import channel_groups, channel_norms
 from speechcompress.config import ConfigError
+from speechcompress.xiph_format import as_matrix
 
 
 def block_lasso(weight: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,10 @@ import math
 import torch
 from torch import nn
 
-from speechcompress.compression.blocks import as_matrix, block_mask, from_matrix
+from speechcompress.compression.blocks import block_mask, from_matrix
 from speechcompress.compression.masking import ScheduledMaskCallback, density_at
 from speechcompress.config import ConfigError
+from speechcompress.xiph_format import as_matrix
 
 XIPH_GATE_DENSITY = {"r": 0.3, "z": 0.2, "n": 0.5}  # PyTorch's GRU row order is r, z, n
 _XIPH_MEAN = sum(XIPH_GATE_DENSITY.values()) / 3

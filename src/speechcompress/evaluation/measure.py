@@ -1,11 +1,10 @@
-"""What deployment cares about, measured on a module: parameters, non-zeros, bytes, real-time
-factor, peak memory."""
+"""What deployment cares about, measured on a module or an exported file run like one: real-time
+factor and peak memory. (Sizes: `compression.size`.)"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
 import math
 import statistics
 import time
@@ -14,16 +13,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-from speechcompress.compression.size import size_metrics, tensor_sizes
-
-
-def size_report(model: nn.Module) -> dict[str, float]:
-    """`size/*` of the deployable encoding (see compression.size) plus `size/bytes_checkpoint`,
-    the fp32 state dict as torch.save writes it."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return {**size_metrics(tensor_sizes(model)), "size/bytes_checkpoint": float(buffer.getbuffer().nbytes)}
 
 
 @torch.no_grad()

@@ -18,21 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechcompress.export.rnnoise_c import (
-    FRAME_SIZE,
-    LibRNNoise,
-    decode_block_sparse,
-    encode_block_sparse,
-    write_blob,
-)
+from speechcompress.export.rnnoise_c import FRAME_SIZE, LibRNNoise
 from speechcompress.files import atomic_path
 from speechcompress.models.rnnoise import INT16_SCALE
 from speechcompress.models.rnnoise_xiph import XiphRNNoise
-
-
-def _dense_int8(values: np.ndarray, inputs: int, outputs: int) -> np.ndarray:
-    """A dense int8 matrix as xiph's exporter lays it out: per 8 outputs and 4 inputs, output-major."""
-    return values.reshape(outputs // 8, inputs // 4, 8, 4).transpose(1, 3, 0, 2).reshape(inputs, outputs)
+from speechcompress.xiph_format import decode_block_sparse, dense_int8, encode, write_blob
 
 
 def layer_matrix(arrays: dict[str, np.ndarray], name: str, inputs: int, outputs: int) -> np.ndarray:
@@ -45,7 +35,7 @@ def layer_matrix(arrays: dict[str, np.ndarray], name: str, inputs: int, outputs:
         matrix = decode_block_sparse(values, idx, inputs, outputs) if idx is not None else values.reshape(inputs, outputs)
     elif f"{name}_weights_int8" in arrays:
         values = arrays[f"{name}_weights_int8"]
-        matrix = decode_block_sparse(values, idx, inputs, outputs) if idx is not None else _dense_int8(values, inputs, outputs)
+        matrix = decode_block_sparse(values, idx, inputs, outputs) if idx is not None else dense_int8(values, inputs, outputs)
         matrix = matrix * (127 * arrays[f"{name}_scale"])[None, :]  # the library scales inputs by 127
     else:
         raise ValueError(f"the weights have no {name}_weights_float or {name}_weights_int8 array")
@@ -96,95 +86,12 @@ def torch_state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _int8_scales(matrix: np.ndarray) -> np.ndarray:
-    """Per output: the step of its int8 weights. Large enough that |w| ≤ 127 steps, and that the
-    sum of two neighbouring inputs' weights stays within 129 steps (the AVX2 kernels add pairs of
-    products in 16 bits)."""
-    largest = np.abs(matrix).max(axis=0)
-    largest_pair = np.abs(matrix[0::2] + matrix[1::2]).max(axis=0)
-    return np.maximum(largest / 127, largest_pair / 129)
-
-
-def _dense_int8_layout(matrix: np.ndarray) -> np.ndarray:
-    """The inverse of `_dense_int8`: [inputs, outputs] → per 8 outputs and 4 inputs, output-major."""
-    inputs, outputs = matrix.shape
-    return matrix.reshape(inputs // 4, 4, outputs // 8, 8).transpose(2, 0, 3, 1).reshape(-1)
-
-
-def linear_arrays(name: str, matrix: np.ndarray, bias: np.ndarray, quantize: bool, sparse: bool,
-                  diagonal: bool = False, float_copy: bool = False) -> dict[str, np.ndarray]:
-    """The arrays of LinearLayer `name` ([inputs, outputs] float32 `matrix`). `quantize`: int8
-    weights with per-output scales and the unsigned-input bias `subias`; `float_copy` adds the
-    float weights too, which the library then computes with instead (xiph's build without
-    DISABLE_DEBUG_FLOAT; its shipped table has them). `sparse`: the 8×4 blocks that are all zero
-    are left out; `diagonal` (GRU recurrent weights): each gate's diagonal stored apart, in float."""
-    matrix, bias = np.asarray(matrix, np.float32), np.asarray(bias, np.float32)
-    arrays = {}
-    scale = _int8_scales(matrix) if quantize else None  # of the whole matrix, diagonal included
-    if diagonal:
-        units = np.arange(matrix.shape[0])
-        gates = [matrix[units, gate * len(units) + units] for gate in range(matrix.shape[1] // len(units))]
-        arrays[f"{name}_weights_diag"] = np.concatenate(gates).astype(np.float32)
-        matrix = matrix.copy()
-        for gate in range(len(gates)):
-            matrix[units, gate * len(units) + units] = 0.0
-    if quantize:
-        steps = np.round(matrix / (scale + np.float32(1e-30)))
-        if steps.max() > 127 or steps.min() < -128:
-            raise ValueError(f"{name}: a weight is out of int8 range at its scale")
-        quantized = steps.astype(np.int8)
-        if sparse:
-            arrays[f"{name}_weights_int8"], idx = encode_block_sparse(quantized, keep=matrix)
-        else:
-            arrays[f"{name}_weights_int8"] = _dense_int8_layout(quantized)
-    if float_copy or not quantize:
-        if sparse:
-            arrays[f"{name}_weights_float"], idx = encode_block_sparse(matrix)
-        else:
-            arrays[f"{name}_weights_float"] = matrix.reshape(-1)
-    if sparse:
-        arrays[f"{name}_weights_idx"] = idx  # both layouts keep the same blocks
-    if quantize:
-        arrays[f"{name}_subias"] = (bias - (quantized.astype(np.float64) * scale).sum(axis=0)).astype(np.float32)
-        arrays[f"{name}_scale"] = (scale / 127).astype(np.float32)  # the library scales inputs by 127
-    arrays[f"{name}_bias"] = bias
-    return arrays
-
-
-def _rzn_to_zrn(values: np.ndarray) -> np.ndarray:
-    r, z, n = np.split(values, 3)
-    return np.concatenate([z, r, n])
-
-
 def model_arrays(model, float_copies: bool = False) -> dict[str, np.ndarray]:
     """Every array of `model`'s weights file (an `RNNoiseLayers`), as xiph's dump script writes
-    them with --quantize: int8 weights but in `model.unquantized_layers` (which librnnoise is built
-    to expect), GRUs block-sparse with their recurrent diagonals apart. `float_copies`: see
-    `linear_arrays`."""
-    unquantized = set(model.unquantized_layers)
-
-    def numpy(tensor: torch.Tensor) -> np.ndarray:
-        return tensor.detach().cpu().float().numpy()
-
-    def layer(module: str, name: str, matrix: np.ndarray, bias: np.ndarray, sparse: bool, diagonal: bool = False):
-        return linear_arrays(name, matrix, bias, quantize=module not in unquantized, sparse=sparse,
-                             diagonal=diagonal, float_copy=float_copies)
-
-    arrays: dict[str, np.ndarray] = {}
-    for conv in ("conv1", "conv2"):
-        weight = numpy(getattr(model, conv).weight)  # [out, in, k] → (k · in, out), tap-major
-        arrays |= layer(conv, conv, weight.transpose(2, 1, 0).reshape(-1, weight.shape[0]), numpy(getattr(model, conv).bias),
-                        sparse=False)
-    for gru in ("gru1", "gru2", "gru3"):
-        module = getattr(model, gru)
-        for part, suffix, diagonal in (("input", "ih", False), ("recurrent", "hh", True)):
-            matrix = _rzn_to_zrn(numpy(getattr(module, f"weight_{suffix}_l0"))).T
-            bias = _rzn_to_zrn(numpy(getattr(module, f"bias_{suffix}_l0")))
-            arrays |= layer(gru, f"{gru}_{part}", matrix, bias, sparse=True, diagonal=diagonal)
-    for head in ("dense_out", "vad_dense"):
-        module = getattr(model, head)
-        arrays |= layer(head, head, numpy(module.weight).T, numpy(module.bias), sparse=False)
-    return arrays
+    them with --quantize (`xiph_format.encode`): int8 weights but in `model.unquantized_layers`
+    (which librnnoise is built to expect), GRUs block-sparse with their recurrent diagonals apart,
+    the other layers dense. `float_copies`: the float weights too, which the library then computes with."""
+    return encode(model, quantize=True, float_copies=float_copies).arrays
 
 
 @dataclass(frozen=True)

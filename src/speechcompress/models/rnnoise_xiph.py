@@ -57,6 +57,10 @@ class XiphRNNoise(RNNoiseLayers):
 
     hop = xiph48k.FRAME_SIZE
 
+    # what it ships as: the weights file xiph's C librnnoise loads (its features and pitch filter are not a graph)
+    family, formats = "rnnoise_xiph", ("rnnoise_c",)
+    dense_layers = ("conv1", "conv2", "dense_out", "vad_dense")  # librnnoise reads these dense (its GRUs block-sparse)
+
     def __init__(self, sample_rate: int = xiph48k.SAMPLE_RATE, cond_size: int = 128, gru_size: int = 384,
                  channels: dict[str, int] | None = None) -> None:
         if sample_rate != xiph48k.SAMPLE_RATE:
