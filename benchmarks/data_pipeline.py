@@ -27,10 +27,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from speechcompress.config import CONFIG_DIR, register_resolvers
+from speechcompress.config import CONFIG_DIR, register_resolvers, tracking_uri
 from speechcompress.data.mixing import pad_collate
-from speechcompress.tracking.mlflow import tracking_uri
-from speechcompress.train import build_task
+from speechcompress.tasks.base import build_task
 
 
 def _audio_seconds(dataset, sample_rate: int) -> float:

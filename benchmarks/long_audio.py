@@ -28,12 +28,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from speechcompress.checkpoints import read_checkpoint
+from speechcompress.config import tracking_uri
 from speechcompress.evaluation.measure import peak_memory
 from speechcompress.evaluation.speech_quality import pesq_wb
 from speechcompress.inference import enhance_batch, enhance_waveform, window_starts
 from speechcompress.run_layout import RunFolder
 from speechcompress.tasks.denoise import load_denoiser
-from speechcompress.tracking.mlflow import RUN_ID_KEY, tracking_uri
+from speechcompress.tracking.mlflow import RUN_ID_KEY
 
 
 def test_audio(checkpoint: Path, seconds: float) -> tuple[np.ndarray, np.ndarray]:

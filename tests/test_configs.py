@@ -5,7 +5,7 @@ import pytest
 
 from speechcompress.checkpoints import save_task
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
-from speechcompress.train import build_task
+from speechcompress.tasks.base import build_task
 
 from .conftest import compose_config, sandbox_overrides
 

@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 from speechcompress.checkpoints import load_task
 from speechcompress.compression.distill import distillation_kl
 from speechcompress.config import ConfigError
-from speechcompress.train import build_task, run
+from speechcompress.tasks.base import build_task
+from speechcompress.train import run
 
 from .conftest import TINY, TINY_FSMN, TINY_RUN, compose_config, sandbox_overrides
 

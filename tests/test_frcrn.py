@@ -281,7 +281,7 @@ def test_fp16_training_and_windowed_inference_on_cuda():
 
 def test_impossible_windows_are_refused_naming_the_key():
     from speechcompress.config import ConfigError
-    from speechcompress.train import build_task
+    from speechcompress.tasks.base import build_task
 
     from .conftest import compose_config
 

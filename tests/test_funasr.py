@@ -31,9 +31,9 @@ def _speech_mask(segments_ms: list[tuple[float, float]], length_ms: int) -> np.n
 
 def test_funasr_onnx_runs_an_exported_vad_folder_as_our_model_does(tiny_vad_run, tmp_path):
     cfg, _, checkpoint = tiny_vad_run
-    folder = tmp_path / "funasr"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "funasr", "--quantize", "dynamic-int8",
-                 "--out", str(folder)]) == 0
+                 "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "funasr"  # the format's folder in the export folder, as in a run's export/
     assert {p.name for p in folder.iterdir()} == {"model.onnx", "model_quant.onnx", "config.yaml", "am.mvn"}
     task = load_task(checkpoint)
     model = task.model.eval()
@@ -84,9 +84,10 @@ def test_funasr_onnx_runs_an_exported_vad_folder_as_our_model_does(tiny_vad_run,
 def test_the_funasr_model_file_runs_in_vad_like_its_checkpoint(tiny_vad_run, tmp_path):
     _, _, checkpoint = tiny_vad_run
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "funasr", "--out", str(tmp_path / "f")]) == 0
+    assert not (tmp_path / "f" / "funasr" / "model_quant.onnx").exists()  # no --quantize: fp32 alone
     t = np.arange(32000) / 16000
     sf.write(tmp_path / "in.wav", 0.2 * np.sin(2 * np.pi * 220 * t) * (t > 1), 16000)
-    for name, source in (("torch", checkpoint), ("funasr", tmp_path / "f" / "model.onnx")):
+    for name, source in (("torch", checkpoint), ("funasr", tmp_path / "f" / "funasr" / "model.onnx")):
         assert main(["vad", "--checkpoint", str(source), str(tmp_path / "in.wav"), str(tmp_path / name)]) == 0
     torch_p, funasr_p = (np.load(tmp_path / name / "in.npy") for name in ("torch", "funasr"))
     assert torch_p.shape == funasr_p.shape == (200,)

@@ -11,9 +11,18 @@ from mlflow.tracking import MlflowClient
 
 from speechcompress.checkpoints import save_task
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
-from speechcompress.train import build_task, run
+from speechcompress.tasks.base import build_task
+from speechcompress.train import run
 
-from .conftest import TINY, TINY_FRCRN, TINY_FSMN, TINY_RUN, USES_TINY_FRCRN, compose_config
+from .conftest import (
+    TINY,
+    TINY_FRCRN,
+    TINY_FSMN,
+    TINY_RUN,
+    USES_TINY_FRCRN,
+    compose_config,
+    sandbox_overrides,
+)
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 STEPS = ["trainer.max_steps=6", "trainer.val_check_interval=3", "data.num_workers=0", "trainer.strategy=auto",
@@ -38,8 +47,8 @@ def _tiny(experiment: str) -> list[str]:
 
 
 def _sandbox(data_dir: Path, root: Path) -> list[str]:
-    return [f"paths.data_dir={data_dir}", f"paths.experiments_dir={root / 'experiments'}",
-            f"logger.tracking_uri=sqlite:///{root / 'experiments' / 'mlflow.db'}"]
+    """`sandbox_overrides` with the tiny run's corpus, already synthesised."""
+    return [*sandbox_overrides(root), f"paths.data_dir={data_dir}"]
 
 
 def _teacher(experiment: str) -> str | None:

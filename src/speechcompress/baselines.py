@@ -21,14 +21,14 @@ from omegaconf import DictConfig
 from torchmetrics import Metric
 from tqdm import tqdm
 
-from speechcompress.config import compose_config
+from speechcompress.config import compose_config, tracking_uri
 from speechcompress.data.audio import resample
 from speechcompress.data.mixing import VAD_FRAME_SECONDS
 from speechcompress.evaluation.speech_quality import SpeechQuality
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tracking.compare import BASELINE_ROLE
-from speechcompress.tracking.mlflow import environment_params, tracking_uri
+from speechcompress.tracking.mlflow import environment_params
 from speechcompress.tracking.sweep import ROLE_TAG
 
 

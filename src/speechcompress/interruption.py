@@ -11,9 +11,11 @@ checkpoint in the same run folder and the same MLflow run.
 validation and at the end of training, so a run killed outright (out of memory, a lost node) loses
 at most one validation interval, and a finished run's last.ckpt is its last step.
 
-A job is put back in the queue by whoever owns the signal: submitit's own SIGUSR1 handler (the
-`submitit_slurm` launcher: the same job, same config, same folder), called here once the checkpoint
-is written; for a plain `sbatch` job under SLURM, `scontrol requeue`.
+A job is put back in the queue from here alone, once the checkpoint is written: by submitit's own
+SIGUSR1 handler (the `submitit_slurm` launcher: the same job, same config, same folder), or for a
+plain `sbatch` job under SLURM by `scontrol requeue`. Lightning's own requeue (its SLURMEnvironment
+sets SIGUSR1 and SIGTERM handlers that requeue without our checkpoint) is turned off explicitly:
+`cluster_plugins` hands the Trainer its SLURM environment with `auto_requeue=False`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.trainer.states import TrainerFn
 
 from speechcompress.run_layout import LAST_CHECKPOINT
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def cluster_plugins() -> list[SLURMEnvironment]:
+    """The Trainer's cluster environment under SLURM (its ranks, nodes and addresses), with Lightning's
+    requeue handlers off: `SaveOnSignal` owns the signals. Nothing outside SLURM."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):

@@ -46,3 +46,13 @@ class RunFolder:
     @property
     def sensitivity(self) -> Path:
         return self.root / "sensitivity"
+
+    def run_config(self, path: str | Path | None = None):
+        """The run's config (or the config.yaml at `path`), loaded; a clear error when it is not there."""
+        from omegaconf import OmegaConf
+
+        path = Path(path) if path else self.config
+        if not path.is_file():
+            raise FileNotFoundError(f"no run config at {path}: pass --config with the config.yaml of the run "
+                                    f"whose checkpoints are in {self.checkpoints}")
+        return OmegaConf.load(path)

@@ -17,9 +17,12 @@ matrices); biases and normalisation parameters stay fp32.
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from scipy.cluster.vq import kmeans2
 from torch import nn
 
 from speechcompress.config import ConfigError
@@ -32,29 +35,25 @@ def clustered_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def kmeans_1d(values: torch.Tensor, k: int, iterations: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centroids [k] (ascending) and each value's cluster, by Lloyd's algorithm from centroids spread
-    evenly between the smallest and largest value (Han et al. found this linear start the best for
-    weights: it keeps clusters for the rare large ones). A cluster left empty is moved onto the
-    value farthest from its centroid, so every one of the k clusters ends with members."""
-    values = values.detach().double().flatten()
-    if values.numel() < k or values.unique().numel() < k:
-        raise ValueError(f"cannot form {k} clusters from {values.unique().numel()} distinct values")
-    centroids = torch.linspace(float(values.min()), float(values.max()), k, dtype=torch.float64)
-    for _ in range(iterations):
-        boundaries = (centroids[1:] + centroids[:-1]) / 2
-        assignment = torch.bucketize(values, boundaries)
-        counts = torch.bincount(assignment, minlength=k)
-        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, assignment, values)
-        updated = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
-        for empty in torch.nonzero(counts == 0).flatten().tolist():
-            error = (values - updated[torch.bucketize(values, (updated[1:] + updated[:-1]) / 2)]).abs()
-            updated[empty] = values[error.argmax()]
-        updated, _ = updated.sort()
-        if torch.equal(updated, centroids):
+    """Centroids [k] (ascending) and each value's cluster: scipy's k-means (`kmeans2`, Lloyd's
+    algorithm) from centroids spread evenly between the smallest and largest value (Han et al. found
+    this linear start the best for weights: it keeps clusters for the rare large ones). A cluster
+    left empty is moved onto the value farthest from its centroid and k-means run again, so every
+    one of the k clusters ends with members."""
+    data = values.detach().double().flatten().cpu().numpy()
+    if data.size < k or np.unique(data).size < k:
+        raise ValueError(f"cannot form {k} clusters from {np.unique(data).size} distinct values")
+    centroids = np.linspace(data.min(), data.max(), k)
+    for _ in range(k):  # each round gives one empty cluster members
+        with warnings.catch_warnings():  # "One of the clusters is empty": handled below
+            warnings.simplefilter("ignore", UserWarning)
+            centroids, labels = kmeans2(data, centroids, iter=iterations, minit="matrix", missing="warn")
+        empty = np.setdiff1d(np.arange(k), labels)
+        if empty.size == 0:
             break
-        centroids = updated
-    assignment = torch.bucketize(values, (centroids[1:] + centroids[:-1]) / 2)
-    return centroids, assignment
+        centroids[empty[0]] = data[np.abs(data - centroids[labels]).argmax()]
+    order = np.argsort(centroids, kind="stable")
+    return torch.from_numpy(centroids[order]), torch.from_numpy(np.argsort(order)[labels])
 
 
 def cluster_tensor(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +133,10 @@ class ClusterCallback(pl.Callback):
             key = self.keys.get("cluster_start", "compression.cluster_start")
             raise ConfigError(f"{key}={self.cluster_start} must be a step inside the run (0 … {total_steps - 1}): "
                               f"the weights are clustered there and fine-tuned with shared values after it")
+
+    def figures(self, model: nn.Module) -> dict[str, float]:
+        """What the end of a run logs for this callback: the clustered model's encoded bytes."""
+        return {"size/bytes_clustered": float(clustered_size(model, self.bits))}
 
     def _share(self, model: nn.Module) -> None:
         params = clustered_parameters(model)

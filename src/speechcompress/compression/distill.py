@@ -49,7 +49,7 @@ def resolve_teacher(teacher: str, tracking_uri: str | None, cache_dir: Path) -> 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from speechcompress.tracking.mlflow import tracking_uri as resolve_uri
+    from speechcompress.config import tracking_uri as resolve_uri
 
     run_id, uri = teacher[len(MLFLOW_PREFIX):], resolve_uri(tracking_uri)
     client = MlflowClient(uri)

@@ -251,19 +251,26 @@ def synthetic_mixtures(
                                   noise_seconds, babble_talkers, rooms, reverb_speech, reverb_noise, devices, held_out)
     recorded = None
     if real is not None and (real_share or real_noise_share):
-        try:
-            recorded = load_real_split(split=split, sample_rate=sample_rate, seed=corpus_seed,
-                                       utterances=real_utterances, noise_clips_per_group=real_noise_clips_per_group,
-                                       noise_seconds=noise_seconds, rooms=rooms, reverb_speech=reverb_speech,
-                                       reverb_noise=reverb_noise, devices=devices, **real)
-        except CorpusMissing as missing:
-            print(f"{missing}; the {split} split uses espeak-ng speech and procedural noise alone")
+        recorded = _recorded(split, sample_rate, corpus_seed, real_utterances, real_noise_clips_per_group, noise_seconds,
+                             rooms, reverb_speech, reverb_noise, devices, real)
     if recorded is None:
         return MixtureDataset(corpus.speech, corpus.noise, sample_rate, heard=corpus.heard, **mixing)
     return MixtureDataset(corpus.speech + recorded.speech, corpus.noise + recorded.noise, sample_rate,
                           heard=corpus.heard + recorded.heard,
                           speech_weights=_shares(len(corpus.speech), len(recorded.speech), real_share),
                           noise_weights=_shares(len(corpus.noise), len(recorded.noise), real_noise_share), **mixing)
+
+
+def _recorded(split: str, sample_rate: int, seed: int, utterances: int, noise_clips_per_group: int,
+              noise_seconds: float, rooms: int, reverb_speech: float, reverb_noise: float, devices: float, real: Mapping):
+    """The split's real recordings (`real.load_real_split`), or None, said in one line, without a fetched corpus."""
+    try:
+        return load_real_split(split=split, sample_rate=sample_rate, seed=seed, utterances=utterances,
+                               noise_clips_per_group=noise_clips_per_group, noise_seconds=noise_seconds, rooms=rooms,
+                               reverb_speech=reverb_speech, reverb_noise=reverb_noise, devices=devices, **real)
+    except CorpusMissing as missing:
+        print(f"{missing}; the {split} split uses espeak-ng speech and procedural noise alone")
+        return None
 
 
 def _shares(synthetic: int, real: int, real_share: float) -> list[float]:

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 from torchmetrics import Metric
-from torchmetrics.functional.classification import binary_auroc
+from torchmetrics.functional.classification import binary_auroc, binary_stat_scores
 from torchmetrics.utilities import dim_zero_cat
 
 from speechcompress.evaluation.items import first_of_each_item
@@ -41,10 +41,9 @@ def _ratio(numerator: float, denominator: float) -> float:
 def frame_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Frame metrics of 1-D `probabilities` against 0/1 `labels` of the same length."""
     predicted, actual = probabilities >= threshold, labels > 0.5
-    tp = float(np.sum(predicted & actual))
-    fp = float(np.sum(predicted & ~actual))
-    fn = float(np.sum(~predicted & actual))
-    negatives, positives = float(np.sum(~actual)), float(np.sum(actual))
+    # decided here (speech from the threshold up, as the segmenter reads it) and counted by torchmetrics
+    tp, fp, tn, fn, _ = binary_stat_scores(torch.from_numpy(predicted).long(), torch.from_numpy(actual).long()).tolist()
+    negatives, positives = float(tn + fp), float(tp + fn)
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     scores = {
         "precision": precision,

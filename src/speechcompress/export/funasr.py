@@ -112,12 +112,17 @@ def am_mvn_text(model: FSMNVAD) -> str:
                       "</Nnet>", ""])
 
 
+@dataclasses.dataclass(frozen=True)
+class FunASRFolder:
+    files: dict[str, Path]  # "onnx", "onnx_int8" (when quantized), "config", "cmvn"
+    max_abs_difference: float  # model.onnx's probabilities against torch's, streamed in two blocks
+
+
 def export_funasr(model: FSMNVAD, folder: str | Path, segments: dict[str, float] | None = None, quantize: bool = False,
-                  tolerance: float = PARITY_TOLERANCE) -> dict[str, Path]:
+                  tolerance: float = PARITY_TOLERANCE) -> FunASRFolder:
     """Writes the FunASR model folder (see the module's docstring); model.onnx is kept only when
     its probabilities, streamed in two blocks, are within `tolerance` of torch's (`ParityError`
-    otherwise). `segments`: our `SegmentConfig` fields (default: its defaults). Returns {"onnx",
-    "onnx_int8", "config", "cmvn": path}."""
+    otherwise). `segments`: our `SegmentConfig` fields (default: its defaults)."""
     if not isinstance(model, FSMNVAD):
         raise ValueError(f"--format funasr is FunASR's VAD folder: it takes an FSMN-VAD, not {type(model).__name__}")
     folder = Path(folder)
@@ -139,8 +144,9 @@ def export_funasr(model: FSMNVAD, folder: str | Path, segments: dict[str, float]
                 **{name: {0: "batch"} for name in [*shapes, *outputs[1:]]}}
         metadata = {"caches": shapes, "cmvn": {"mean": model.cmvn.mean.tolist(), "inv_std": model.cmvn.inv_std.tolist()},
                     "segments": segments or dataclasses.asdict(SegmentConfig())}
-        files = {"onnx": export_graph(model, graph, SPEC, inputs, outputs, axes, folder / "model.onnx", metadata,
-                                      tolerance, difference).path}
+        exported = export_graph(model, graph, SPEC, inputs, outputs, axes, folder / "model.onnx", metadata, tolerance,
+                                difference)
+    files = {"onnx": exported.path}
     if quantize:
         files["onnx_int8"] = quantize_dynamic_int8(files["onnx"], folder / "model_quant.onnx")
     for key, name, text in (("config", "config.yaml", "# written by speechcompress export --format funasr\n"
@@ -149,4 +155,4 @@ def export_funasr(model: FSMNVAD, folder: str | Path, segments: dict[str, float]
         with atomic_path(folder / name) as partial:
             partial.write_text(text)
         files[key] = folder / name
-    return files
+    return FunASRFolder(files, exported.max_abs_difference)

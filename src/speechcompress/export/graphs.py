@@ -253,22 +253,19 @@ class FSMNVADStepGraph(nn.Module):
         return (probabilities, *next_caches)
 
 
+# each family's whole-signal graph and what it takes and gives; the model names its family (`model.family`)
+GRAPHS = {
+    "rnnoise": (RNNoiseGraph, GraphSpec("rnnoise", "denoiser", "noisy", "enhanced")),
+    "frcrn": (FRCRNGraph, GraphSpec("frcrn", "denoiser", "noisy", "enhanced")),
+    "fsmn_vad": (FSMNVADGraph, GraphSpec("fsmn_vad", "vad", "fbank", "logits")),
+}
+STEP_SPEC = GraphSpec("rnnoise", "denoiser", "chunk", "enhanced_chunk")  # RNNoiseStepGraph's
+
+
 def graph_for(model: nn.Module) -> tuple[nn.Module, GraphSpec]:
-    """The module to export for `model`, in eval mode, and what its graph takes and gives."""
-    if isinstance(model, RNNoise):
-        graph, spec = RNNoiseGraph(model), GraphSpec("rnnoise", "denoiser", "noisy", "enhanced")
-    elif isinstance(model, FRCRN):
-        graph, spec = FRCRNGraph(model), GraphSpec("frcrn", "denoiser", "noisy", "enhanced")
-    elif isinstance(model, FSMNVAD):
-        graph, spec = FSMNVADGraph(model), GraphSpec("fsmn_vad", "vad", "fbank", "logits")
-    else:
-        raise ValueError(f"no ONNX export for {type(model).__name__}: speechcompress exports RNNoise, FRCRN and FSMNVAD")
-    return graph.eval(), spec
-
-
-def stream_graph_for(model: nn.Module) -> tuple[nn.Module, GraphSpec]:
-    """RNNoise's one-hop step graph, in eval mode. (FSMN-VAD's step, `FSMNVADStepGraph`, ships as
-    FunASR's model folder: `export.funasr`.)"""
-    if isinstance(model, RNNoise):
-        return RNNoiseStepGraph(model).eval(), GraphSpec("rnnoise", "denoiser", "chunk", "enhanced_chunk")
-    raise ValueError(f"no streaming ONNX export for {type(model).__name__}: speechcompress streams RNNoise")
+    """The module to export for `model` (a family of `GRAPHS`), in eval mode, and what its graph takes and gives."""
+    family = getattr(model, "family", type(model).__name__)
+    if family not in GRAPHS:
+        raise ValueError(f"no ONNX graph for {family}: speechcompress writes graphs of {', '.join(GRAPHS)}")
+    graph, spec = GRAPHS[family]
+    return graph(model).eval(), spec

@@ -21,7 +21,7 @@ import onnx
 import torch
 from torch import nn
 
-from speechcompress.export.graphs import GraphSpec, graph_for, stream_graph_for
+from speechcompress.export.graphs import STEP_SPEC, GraphSpec, RNNoiseStepGraph, graph_for
 from speechcompress.export.onnx_files import compact_names, write_metadata
 from speechcompress.export.runtime import OnnxModel
 from speechcompress.files import atomic_path
@@ -123,11 +123,11 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] 
 
 def export_stream_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None,
                        tolerance: float = PARITY_TOLERANCE) -> Exported:
-    """Writes the model's one-hop `step` as an fp32 ONNX graph, its state as explicit inputs and
+    """Writes RNNoise's one-hop `step` as an fp32 ONNX graph, its state as explicit inputs and
     outputs (`next_NAME`), all zeros at the start of a stream. Its parity check streams a batch
     through the file hop by hop and compares it with the model's whole-signal forward."""
     with on_cpu_in_eval(model):
-        graph, spec = stream_graph_for(model)
+        graph, spec = RNNoiseStepGraph(model).eval(), STEP_SPEC
         shapes = graph.state_shapes()
         inputs = {"chunk": torch.randn(2, model.hop) * 0.1,
                   **{name: torch.zeros([2, *shape[1:]]) for name, shape in shapes.items()}}

@@ -4,8 +4,8 @@
 denoiser's `model(noisy).enhanced`, a VAD's `model(noisy).logits` / `.speech_probability()` and
 `model.frames(samples)`, `model.sample_rate`. So `inference.enhance_batch`, the tasks' test loops
 and the CLI run an exported file exactly as they run a checkpoint. A step graph (a streaming
-export) runs hop by hop behind the same whole-signal interface. `load_deployed` adds the
-task's settings stored in the file (inference windows, segment post-processing).
+export) runs hop by hop behind the same whole-signal interface. `LibRNNoiseModel` runs a
+librnnoise weights file in xiph's C library behind the denoiser's.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.export.onnx_files import read_metadata, session
 from speechcompress.export.rnnoise_c import FRAME_SIZE, SAMPLE_RATE, LibRNNoise
 from speechcompress.features.fbank import frame_count, padded_fbank, stack_frames
-from speechcompress.inference import Windows
 from speechcompress.models.fsmn_vad import VADOutput
 from speechcompress.models.rnnoise import INT16_SCALE
 
@@ -46,15 +44,6 @@ class EnhancedOutput:
     enhanced: torch.Tensor  # [B, T]
 
 
-def is_onnx(path: str | Path) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
-
-
-def is_deployed(path: str | Path) -> bool:
-    """An exported file (.onnx, or a librnnoise weights file .bin), not a checkpoint."""
-    return Path(path).suffix.lower() in (".onnx", ".bin")
-
-
 class LibRNNoiseModel(nn.Module):
     """A weights file of `export --format rnnoise-c`, run by xiph's C librnnoise (48 kHz), its output
     aligned with its input like the torch models' (the library's two frames of delay taken out)."""
@@ -77,11 +66,6 @@ class LibRNNoiseModel(nn.Module):
         outputs = [self.library.denoise(item.numpy() * INT16_SCALE, self.blob)[0][delay : delay + length]
                    for item in padded]
         return EnhancedOutput(torch.from_numpy(np.stack(outputs) / INT16_SCALE).to(noisy))
-
-
-def deployed_model(path: str | Path, threads: int | None = None) -> nn.Module:
-    """The exported file at `path` as a model: ONNX Runtime's session (`threads` intra-op threads), or librnnoise."""
-    return LibRNNoiseModel(path) if Path(path).suffix.lower() == ".bin" else OnnxModel(path, threads)
 
 
 class OnnxModel(nn.Module):
@@ -149,24 +133,3 @@ class OnnxModel(nn.Module):
             features = self.fbank(noisy)
             return VADOutput(self._run(features), features)
         return EnhancedOutput(self._run(noisy))
-
-
-@dataclass
-class Deployed:
-    """An exported file with the settings its task kept: what `enhance` and `vad` need."""
-
-    model: nn.Module  # OnnxModel or LibRNNoiseModel
-    windows: Windows
-    segment_config: SegmentConfig
-
-    @property
-    def sample_rate(self) -> int:
-        return self.model.sample_rate
-
-
-def load_deployed(path: str | Path, kind: str, threads: int | None = None) -> Deployed:
-    """The file at `path` as a `kind` ("denoiser" or "vad") model; a file of the other kind is refused."""
-    model = deployed_model(path, threads)
-    if model.kind != kind:
-        raise ValueError(f"{path} holds a {model.kind} model, but this needs a {kind}: pass a file of the other kind")
-    return Deployed(model, Windows(**model.meta.get("windows", {})), SegmentConfig(**model.meta.get("segments", {})))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torchaudio.functional import create_dct
 
 
 def _hz_to_erb(hz: float) -> float:
@@ -51,9 +52,12 @@ def triangular_filterbank(n_bands: int, n_bins: int, sample_rate: int) -> torch.
 
 
 def dct_matrix(n: int) -> torch.Tensor:
-    """Orthonormal DCT-II as an [n, n] matrix: coefficients = x @ dct_matrix(n).T."""
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    i = torch.arange(n, dtype=torch.float64)[None, :]
-    basis = torch.cos(math.pi / n * (i + 0.5) * k) * math.sqrt(2.0 / n)
-    basis[0] /= math.sqrt(2.0)
-    return basis.float()
+    """Orthonormal DCT-II as an [n, n] float32 matrix: coefficients = x @ dct_matrix(n).T. torchaudio's
+    `create_dct`, which builds in the default dtype: built in float64 (raised for the call) and rounded
+    once, so the float32 table is the exact one, not float32 arithmetic's (which differs by up to 2e-6)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return create_dct(n, n, "ortho").T.float()
+    finally:
+        torch.set_default_dtype(previous)

@@ -127,6 +127,8 @@ class ComplexUNet(nn.Module):
 
 
 class FRCRN(nn.Module):
+    family, formats = "frcrn", ("onnx",)  # what it ships as: a whole-signal graph
+
     def __init__(
         self,
         sample_rate: int = 16000,

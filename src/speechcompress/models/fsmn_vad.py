@@ -58,6 +58,9 @@ class FSMNLayer(nn.Module):
 
 
 class FSMNVAD(nn.Module):
+    # what it ships as: a whole-signal graph, and FunASR's model folder (its step graph with FSMN caches)
+    family, formats = "fsmn_vad", ("onnx", "funasr")
+
     def __init__(
         self,
         sample_rate: int = 16000,

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torchmetrics import Metric
 
 from speechcompress.checkpoints import TASK_CLASS_KEY
+from speechcompress.config import instantiate_checked
 from speechcompress.tasks.loss_terms import combine_losses
 
 
@@ -77,6 +79,11 @@ class SpeechTask(pl.LightningModule):
         through `export.runtime.OnnxModel`, say), computed on this process alone and not logged."""
         raise NotImplementedError
 
+    def deploy_settings(self) -> dict[str, object]:
+        """What a runtime needs of the task besides the model, stored in exported files: a
+        denoiser's inference windows, a VAD's segment post-processing."""
+        raise NotImplementedError
+
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         """The quality part of the end-of-run summary."""
         raise NotImplementedError
@@ -85,3 +92,8 @@ class SpeechTask(pl.LightningModule):
         """Files that let a person judge the model by ear or eye; returns them."""
         raise NotImplementedError
 
+
+def build_task(cfg: DictConfig) -> SpeechTask:
+    """The task of a composed training config (`cfg.task`) around its model (`cfg.model`)."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return instantiate_checked(cfg.task, model=model, _recursive_=False, _convert_="all")

@@ -11,6 +11,7 @@ Scores are `SpeechQuality` metrics: the same figures on one process or many.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from speechcompress.config import ConfigError
 from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.inference import Windows, enhance_batch
 from speechcompress.tasks.base import SpeechTask
-from speechcompress.tracking.examples import write_examples
+from speechcompress.tasks.examples import write_examples
 
 
 class DenoiseTask(SpeechTask):
@@ -104,13 +105,12 @@ class DenoiseTask(SpeechTask):
             self.log_scores(split, quality)
 
     def score(self, model: nn.Module, batches) -> dict[str, float]:
-        quality = SpeechQuality(self.sample_rate, with_noisy=False, sync_on_compute=False)
-        for batch in batches:
-            enhanced = enhance_batch(model, batch["noisy"], self.windows)
-            quality.update(batch["clean"], enhanced, batch["length"], batch["index"])
-        return {name: float(value) for name, value in quality.compute().items()}
+        return score_denoiser(model, batches, self.windows, self.sample_rate)
 
     # --- reporting ----------------------------------------------------------------------------------
+    def deploy_settings(self) -> dict[str, object]:
+        return {"windows": dataclasses.asdict(self.windows)}
+
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         lines = []
         for split, title, note in (("test", "test split", ""),
@@ -129,6 +129,18 @@ class DenoiseTask(SpeechTask):
 
     def write_examples(self, folder: Path) -> list[Path]:
         return write_examples(self.examples, self.sample_rate, folder)
+
+
+def score_denoiser(model: nn.Module, batches, windows: Windows, sample_rate: int, with_noisy: bool = False
+                   ) -> dict[str, float]:
+    """PESQ / STOI / SI-SDR of `model` (a task's, or an exported file's) on `batches` of `noisy`,
+    `clean`, `length`, `index`, enhanced in `windows` as files are; `with_noisy`: the noisy input's
+    figures too (`NAME_noisy`, `si_sdr_i`)."""
+    quality = SpeechQuality(sample_rate, with_noisy=with_noisy, sync_on_compute=False)
+    for batch in batches:
+        enhanced = enhance_batch(model, batch["noisy"], windows)
+        quality.update(batch["clean"], enhanced, batch["length"], batch["index"], batch["noisy"] if with_noisy else None)
+    return {name: float(value) for name, value in quality.compute().items()}
 
 
 def load_denoiser(checkpoint: str | Path, device: str = "cpu") -> DenoiseTask:

@@ -8,6 +8,7 @@ false-alarm rate on noise-only items and segment precision / recall after post-p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from speechcompress.checkpoints import load_task
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tasks.base import SpeechTask
-from speechcompress.tracking.examples import write_vad_examples
+from speechcompress.tasks.examples import write_vad_examples
 
 
 def frame_mask(model: nn.Module, lengths: torch.Tensor, frames: int) -> torch.Tensor:
@@ -140,6 +141,9 @@ class VADTask(SpeechTask):
         return {name: float(value) for name, value in {**frames.compute(), **segments.compute()}.items()}
 
     # --- reporting ----------------------------------------------------------------------------------
+    def deploy_settings(self) -> dict[str, object]:
+        return {"segments": dataclasses.asdict(self.segment_config)}
+
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         def get(name: str) -> float:
             return metrics.get(f"test/{name}", math.nan)

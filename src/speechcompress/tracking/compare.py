@@ -16,6 +16,7 @@ from typing import BinaryIO
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from speechcompress.files import atomic_path
 from speechcompress.tracking.sweep import ROLE_TAG, SWEEP_TAG
 
 LOWER_IS_BETTER = {f"{split}/{name}" for split in ("test", "test_unseen", "test_real")
@@ -185,3 +186,19 @@ def plot(experiment: str, rows: list[Row], metric: str, cost: str, target: Path 
     fig.tight_layout()
     fig.savefig(target, dpi=120, format="png")
     plt.close(fig)
+
+
+def write_report(client: MlflowClient, experiment: str, sweep: str | None, metric: str, cost: str,
+                 out: Path) -> tuple[str, Run | None]:
+    """Collects the runs, writes out/EXPERIMENT.md (table and front) and .png (the plot); returns
+    the markdown and the sweep's parent run (None when the runs are not one sweep's)."""
+    rows, parent, skipped = collect(client, experiment, sweep, metric, cost)
+    if not rows:
+        raise ValueError(f"no finished run of {experiment!r} logged both {metric} and {cost}"
+                         + "".join(f"\n  {s}" for s in skipped))
+    text = markdown(experiment, rows, metric, cost, parent, skipped, shipped_models(client, experiment))
+    with atomic_path(out / f"{experiment}.md") as partial:
+        partial.write_text(text + f"\n![{experiment}]({experiment}.png)\n")
+    with atomic_path(out / f"{experiment}.png") as partial, partial.open("wb") as handle:
+        plot(experiment, rows, metric, cost, handle)
+    return text, parent

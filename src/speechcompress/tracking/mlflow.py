@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -12,15 +11,10 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger
 
-from speechcompress.config import PROJECT_ROOT, flatten
+from speechcompress.config import PROJECT_ROOT, flatten, tracking_uri
 
 LIBRARIES = ("torch", "torchaudio", "pytorch-lightning", "hydra-core", "mlflow", "torchmetrics", "numpy")
 RUN_ID_KEY = "mlflow_run_id"
-
-
-def tracking_uri(configured: str | None = None, root: Path = PROJECT_ROOT) -> str:
-    """`configured` (logger.tracking_uri), else $MLFLOW_TRACKING_URI, else SQLite under experiments/."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'experiments' / 'mlflow.db'}"
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -18,7 +18,8 @@ from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict, read_write
 
-from speechcompress.tracking.mlflow import artifact_location, check_reachable, tracking_uri
+from speechcompress.config import tracking_uri
+from speechcompress.tracking.mlflow import artifact_location, check_reachable
 
 PARENT_KEY = "logger.parent_run_id"
 SWEEP_TAG = "speechcompress.sweep"

@@ -1,0 +1,5 @@
+import sys
+
+from speechcompress.cli import main
+
+sys.exit(main())

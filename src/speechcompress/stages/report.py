@@ -1,0 +1,29 @@
+"""The last stage: the run's figures, files and examples into its MLflow run, and its summary on screen."""
+
+from __future__ import annotations
+
+from speechcompress.compression.size import tensor_sizes, write_size_csv
+from speechcompress.stages.deploy import Deployment
+from speechcompress.stages.fit import Fitted
+from speechcompress.stages.plan import Plan
+from speechcompress.tracking.summary import summary
+
+
+def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: Deployment) -> dict[str, float]:
+    """Logs what the Trainer did not (the measured and deployed figures; the config, size table,
+    checkpoint, exported files and examples as artifacts), prints the summary; returns every figure."""
+    folder, task = plan.folder, fitted.task
+    client, run_id = fitted.logger.experiment, fitted.logger.run_id
+    figures = fitted.figures | measured | deployment.metrics
+    if deployment.files:
+        client.log_artifacts(run_id, str(folder.export), "export")  # FSMN-VAD's funasr/ folder too
+    fitted.logger.log_metrics(figures, step=fitted.step)
+    client.log_artifact(run_id, str(folder.config))
+    client.log_artifact(run_id, str(write_size_csv(tensor_sizes(task.model), folder.size_table)))
+    client.log_artifact(run_id, fitted.checkpoint, "checkpoints")
+    for path in task.write_examples(folder.examples):
+        client.log_artifact(run_id, str(path), "examples")
+    metrics = fitted.metrics | figures
+    print(summary(plan.cfg, task.summary_lines(metrics), task.headline, metrics, fitted.checkpoint, run_id,
+                  deployment.files, task.device.type))
+    return metrics
