@@ -19,11 +19,11 @@ train: $(STAMP)  ## train the default experiment (override with EXPERIMENT=... A
 # pytest-xdist processes for `make test`, one torch thread each (2 cores here)
 TEST_WORKERS ?= 2
 
-test: $(STAMP)  ## the default test suite (what CI runs), in TEST_WORKERS processes
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+test: $(STAMP)  ## the default test suite (what CI runs), in TEST_WORKERS processes; prints the 15 slowest
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(ARGS)
 
-test-all: $(STAMP)  ## also the slow tests (full default training run)
-	$(PY) -m pytest -q -m "" $(ARGS)
+test-all: $(STAMP)  ## also the slow tests: infrastructure re-checks (sweep launchers, SLURM, a real MLflow server, SIGTERM) and full recipe runs
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 -m "" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

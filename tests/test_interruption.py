@@ -40,6 +40,7 @@ def _masks(run_dir: Path) -> dict[str, torch.Tensor]:
     return state["masks"]
 
 
+@pytest.mark.slow  # an infrastructure re-check: `make test-all`
 def test_a_run_killed_mid_schedule_resumes_into_the_same_mlflow_run_and_ends_as_if_never_killed(tmp_path):
     runs = tmp_path / "experiments" / "runs" / "rnnoise_sparse"
     _run(_command(tmp_path, "whole"))

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
@@ -60,6 +61,7 @@ def test_a_basic_multirun_has_one_parent_and_a_child_per_job_and_compare_reports
                                                                                      "reports/rnnoise.png"}
 
 
+@pytest.mark.slow  # an infrastructure re-check: `make test-all`
 def test_parallel_joblib_jobs_share_the_cores(tmp_path):
     _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     _, children = _check_parent_and_children(tmp_path)
@@ -67,6 +69,7 @@ def test_parallel_joblib_jobs_share_the_cores(tmp_path):
     assert all(c.data.params["env.torch_threads"] == str(max(1, cores // 2)) for c in children)
 
 
+@pytest.mark.slow  # an infrastructure re-check: `make test-all`
 def test_the_cluster_path_runs_a_two_job_sweep_through_submitit(tmp_path):
     """submitit_local: the jobs are pickled and run in their own processes, as on SLURM."""
     _sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=15")

@@ -60,6 +60,7 @@ def _train(tmp_path, uri: str, timeout: float) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # an infrastructure re-check: `make test-all`
 def test_a_run_logs_to_a_real_server_and_reads_back(server, tmp_path):
     uri, artifact_root = server
     result = _train(tmp_path, uri, timeout=600)
