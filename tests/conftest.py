@@ -77,15 +77,30 @@ def migrated_store() -> Path:
     return _STORE_TEMPLATE[0]
 
 
-def sandbox_overrides(root: Path) -> list[str]:
-    """Keep a test's data cache, runs and MLflow store inside its own temporary folder; the store
-    starts as a copy of `migrated_store`."""
+_SHARED_DATA: list[Path] = []  # the suite's synthetic-data folder (`shared_data_dir`)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_dir(tmp_path_factory) -> Path:
+    """One synthetic-data folder for the whole session, every xdist worker's: a split's cache is
+    named by a digest of its settings, so tests with the same data settings share it instead of
+    synthesising it again (workers that build one at once each rename a whole file into place)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-data"
+    _SHARED_DATA[:] = [folder]
+    return folder
+
+
+def sandbox_overrides(root: Path, own_data: bool = False) -> list[str]:
+    """Keep a test's runs and MLflow store inside its own temporary folder (the store starts as a
+    copy of `migrated_store`), its data in the suite's shared folder, or with `own_data` in root/data."""
     store = root / "experiments" / "mlflow.db"
     if not store.exists():
         store.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(migrated_store(), store)
+    data = root / "data" if own_data or not _SHARED_DATA else _SHARED_DATA[0]
     return [
-        f"paths.data_dir={root / 'data'}",
+        f"paths.data_dir={data}",
         f"paths.experiments_dir={root / 'experiments'}",
         f"logger.tracking_uri=sqlite:///{root / 'experiments' / 'mlflow.db'}",
     ]

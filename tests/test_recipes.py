@@ -25,7 +25,9 @@ from .conftest import (
 )
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-STEPS = ["trainer.max_steps=6", "trainer.val_check_interval=3", "data.num_workers=0", "trainer.strategy=auto",
+# two steps and one validation (with its quality figures): that a recipe composes, builds, steps, tests and
+# reports; what each family and callback learns is checked by one real run each in its own test file
+STEPS = ["trainer.max_steps=2", "trainer.val_check_interval=2", "data.num_workers=0", "trainer.strategy=auto",
          "trainer.devices=1"]
 SCHEDULES = {  # compressed recipes squeezed into the few steps, as fractions of the run
     "sparsify": ["compression.schedule=relative", "compression.sparsify_start=0.2", "compression.sparsify_stop=0.6",

@@ -55,7 +55,8 @@ def _train(tmp_path, uri: str, timeout: float) -> subprocess.CompletedProcess:
     overrides = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
     command = [sys.executable, "train.py", "+experiment=rnnoise", *overrides, "trainer.max_steps=20",
                "trainer.val_check_interval=10", "measure.memory_seconds=1",
-               *[o for o in sandbox_overrides(tmp_path) if not o.startswith("logger.")], f"logger.tracking_uri={uri}"]
+               *[o for o in sandbox_overrides(tmp_path, own_data=True) if not o.startswith("logger.")],
+               f"logger.tracking_uri={uri}"]
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
