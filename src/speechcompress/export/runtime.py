@@ -45,7 +45,7 @@ class EnhancedOutput:
 
 
 class LibRNNoiseModel(nn.Module):
-    """A weights file of `export --format rnnoise-c`, run by xiph's C librnnoise (48 kHz), its output
+    """A weights file of `export --format rnnoise_c`, run by xiph's C librnnoise (48 kHz), its output
     aligned with its input like the torch models' (the library's two frames of delay taken out)."""
 
     kind, sample_rate, meta = "denoiser", SAMPLE_RATE, {}

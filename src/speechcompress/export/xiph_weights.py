@@ -135,7 +135,7 @@ def export_weights_file(model, path: str | Path, float_copies: bool = False, lib
     on a test signal: its output must be within `tolerance_db` (error over output energy) of the
     torch model's, or nothing is written."""
     if not isinstance(model, XiphRNNoise):
-        raise ValueError(f"--format rnnoise-c exports xiph's own model (model=rnnoise_xiph) only, not "
+        raise ValueError(f"--format rnnoise_c exports xiph's own model (model=rnnoise_xiph) only, not "
                          f"{type(model).__name__}: librnnoise computes xiph's 65 features and runs its pitch filter")
     blob = write_blob(model_arrays(model, float_copies))
     error_db = None
