@@ -79,7 +79,6 @@ class TorchScriptFile(Exporter):
 
 CONFIG = """
 # TorchScript: the traced forward of a denoiser (model.pt), its settings in the file
-evaluate: true
 formats:
   torchscript:
     _target_: torchscript_format.TorchScriptFile

@@ -21,7 +21,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if fitted.logger is None:  # one process measures, ships and reports
         return fitted.metrics
     measured = measure(fitted.task, cfg.measure, planned.compression)
-    datamodule = planned.datamodule
-    deployment = deploy(fitted.task, planned.exporters, planned.folder.export, cfg.measure, cfg.export.evaluate,
+    datamodule, evaluate = planned.datamodule, cfg.export.get("evaluate", True)  # lossy files on the test split
+    deployment = deploy(fitted.task, planned.exporters, planned.folder.export, cfg.measure, evaluate,
                         lambda: datamodule.split_loader("test"), datamodule.train_dataloader)
     return report(planned, fitted, measured, deployment)
