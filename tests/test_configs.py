@@ -77,3 +77,15 @@ def test_xiph_rnnoise_at_sizes_librnnoise_cannot_load_is_refused_before_training
     assert result.returncode == 2
     assert "librnnoise is built for conv1 of 128 and GRUs of 384" in result.stderr and "export=none" in result.stderr
     assert not (tmp_path / "experiments" / "runs").exists()  # nothing written
+
+
+def test_a_run_without_an_end_is_refused_before_anything_is_written(tmp_path):
+    from speechcompress.config import ConfigError
+    from speechcompress.stages.plan import plan
+
+    from .conftest import TINY
+
+    cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(tmp_path), "trainer.max_steps=-1"])
+    with pytest.raises(ConfigError, match="set trainer.max_steps"):
+        plan(cfg)  # no compression callback: the check stands on its own
+    assert not (tmp_path / "experiments" / "runs").exists()

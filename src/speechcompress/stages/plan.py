@@ -55,10 +55,10 @@ def plan(cfg: DictConfig) -> Plan:
     task = build_task(cfg)
     if cfg.get("init") and not resume_path:
         start_from(task, cfg.init)
-    compression = build_compression(cfg)
+    compression, steps = build_compression(cfg), planned_steps(cfg, datamodule)  # a run without an end is refused
     for callback in compression:  # schedules, patterns, teachers against the model and the run's length
         if hasattr(callback, "check"):
-            callback.check(task, planned_steps(cfg, datamodule))
+            callback.check(task, steps)
     exporters = build_exporters(cfg.export, task.model)
     if resume_path:
         folder = RunFolder.of_checkpoint(resume_path)
