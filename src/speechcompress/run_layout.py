@@ -44,6 +44,16 @@ class RunFolder:
         return self.root / "size_per_tensor.csv"
 
     @property
+    def mlflow_model(self) -> Path:
+        """The run's MLflow Model (logged as its `model` artifact)."""
+        return self.root / "mlflow_model"
+
+    @property
+    def outbox(self) -> Path:
+        """What the run has not yet delivered to its MLflow server (`speechcompress sync` sends it)."""
+        return self.root / "mlflow_outbox.jsonl"
+
+    @property
     def sensitivity(self) -> Path:
         return self.root / "sensitivity"
 

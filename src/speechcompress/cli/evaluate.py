@@ -6,16 +6,14 @@ import argparse
 import json
 import sys
 
-from speechcompress.cli.files import open_model, window_arguments, windows
+from speechcompress.cli.files import model_arguments, open_source, window_arguments, windows
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a .ckpt written by train.py, or a file `export` wrote")
+    model_arguments(p, "a .ckpt written by train.py, or a file `export` wrote")
     p.add_argument("--noisy", required=True, help="folder of noisy files")
     p.add_argument("--clean", required=True, help="folder of clean files with the same names")
     p.add_argument("--mlflow-run", help="also log the scores as eval/* metrics to this MLflow run id")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)")
-    p.add_argument("--device", default="cpu")
     window_arguments(p)
 
 
@@ -28,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from speechcompress.evaluation.speech_quality import MEASURES
     from speechcompress.tasks.denoise import score_denoiser
 
-    task = open_model(args.checkpoint, "denoiser", args.device)
+    task = open_source(args, "denoiser")
     pairs = DataLoader(PairedFolderDataset(args.noisy, args.clean, task.sample_rate), batch_size=1,
                        collate_fn=pad_collate)
     summary = score_denoiser(task.model, tqdm(pairs, desc="evaluating", unit="file"), windows(task, args),
@@ -36,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"enhanced": {name: summary[name] for name in (*MEASURES, "si_sdr_i")},
                       "noisy": {name: summary[f"{name}_noisy"] for name in MEASURES} | {"si_sdr_i": 0.0},
                       "items": int(summary["items"]), "pesq_errors": int(summary["pesq_errors"]),
-                      "pesq_errors_noisy": int(summary["pesq_errors_noisy"]), "checkpoint": str(args.checkpoint)},
+                      "pesq_errors_noisy": int(summary["pesq_errors_noisy"]), "checkpoint": str(args.checkpoint or args.model)},
                      indent=2))
     if args.mlflow_run:
         from mlflow.tracking import MlflowClient

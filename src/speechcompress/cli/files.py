@@ -62,6 +62,35 @@ def windows(task, args: argparse.Namespace):
     return chosen
 
 
+TRACKING_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or experiments/mlflow.db)"
+
+
+def model_arguments(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """--checkpoint FILE or --model URI (a run's MLflow Model), one of them required."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help=checkpoint_help)
+    source.add_argument("--model", help="a run's MLflow Model: models:/NAME@champion (the registry), "
+                                        "runs:/RUN_ID/model, or a model folder")
+    p.add_argument("--tracking-uri", help=TRACKING_HELP + "; where --model's models:/ and runs:/ live")
+    p.add_argument("--device", default="cpu", help="for --checkpoint (exported files and MLflow Models run on the CPU)")
+
+
+def open_source(args: argparse.Namespace, kind: str):
+    """The model of --checkpoint or --model (see `open_model`)."""
+    if args.model is None:
+        return open_model(args.checkpoint, kind, args.device)
+    import mlflow.pyfunc
+
+    from speechcompress.config import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))  # the registry too: models:/ resolves there
+    wrapped = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
+    if getattr(wrapped, "kind", None) != kind:
+        raise ValueError(f"{args.model} is a {getattr(wrapped, 'kind', 'foreign')} model, but this needs a {kind}: "
+                         f"pass a model of a {kind} run")
+    return wrapped.task
+
+
 def open_model(path: str, kind: str, device: str):
     """A checkpoint's task (on `device`), or an exported file with the settings it carries (run on
     the CPU, by the format that reads it): either has `.model`, `.sample_rate` and the task's

@@ -7,17 +7,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-from speechcompress.cli.files import each_file, inputs, open_model
+from speechcompress.cli.files import each_file, inputs, model_arguments, open_source
 from speechcompress.data.audio import read_audio
 from speechcompress.files import atomic_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a .ckpt of a VAD run (e.g. +experiment=fsmn_vad), or its .onnx")
+    model_arguments(p, "a .ckpt of a VAD run (e.g. +experiment=fsmn_vad), or its .onnx")
     p.add_argument("input", help="an audio file (any rate, any channels) or a folder of them")
     p.add_argument("output", help="output folder (mirrors the input folder's layout)")
     p.add_argument("--threshold", type=float, help="speech probability threshold (default: the run's task.segments)")
-    p.add_argument("--device", default="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from speechcompress.evaluation.vad_segments import FRAME_SECONDS, speech_segments
     from speechcompress.inference import speech_probabilities
 
-    task = open_model(args.checkpoint, "vad", args.device)
+    task = open_source(args, "vad")
     config = task.segment_config if args.threshold is None else dataclasses.replace(task.segment_config,
                                                                                      threshold=args.threshold)
     source, target = Path(args.input), Path(args.output)

@@ -49,12 +49,18 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     return mono, rate
 
 
-def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int) -> None:
-    """16-bit PCM in the format of the file's suffix (WAV, FLAC; OGG as Vorbis), written atomically."""
+def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int, float32: bool = False) -> None:
+    """16-bit PCM (clipped to ±1) in the format of the file's suffix (WAV, FLAC; OGG as Vorbis), or
+    with `float32` the samples unchanged as 32-bit float WAV; written atomically."""
     kind = Path(path).suffix.lstrip(".").upper() or "WAV"
+    if float32 and kind != "WAV":
+        raise ValueError(f"{path}: 32-bit float samples need a .wav file")
     with atomic_path(path) as partial:
-        sf.write(str(partial), np.clip(wave, -1.0, 1.0), sample_rate, format=kind,
-                 subtype="VORBIS" if kind == "OGG" else "PCM_16")
+        if float32:
+            sf.write(str(partial), np.asarray(wave, np.float32), sample_rate, format=kind, subtype="FLOAT")
+        else:
+            sf.write(str(partial), np.clip(wave, -1.0, 1.0), sample_rate, format=kind,
+                     subtype="VORBIS" if kind == "OGG" else "PCM_16")
 
 
 def list_audio(folder: str | Path) -> list[Path]:

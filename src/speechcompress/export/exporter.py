@@ -10,6 +10,7 @@ nothing else names it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class Written:
     lossy: bool  # scored on the test split; a lossless file's parity with torch stands for its scores
     timed: bool = True  # its real-time factor on one CPU thread is measured (fp16 files are for GPUs)
     figures: dict[str, float] = field(default_factory=dict)  # logged as deploy/KEY/NAME (e.g. max_abs_difference)
+    fmt: type[Exporter] | None = None  # the format that wrote it (set by `write_all`), whose `load` reads it
 
 
 @dataclass
@@ -42,11 +44,13 @@ class ExportContext:
 
 class Exporter:
     """One format. Subclasses set `needs` (the entry of `model.formats` it writes), `suffix` (the
-    files it writes and reads) and `keys` (the figures it may report), and define `write` and `load`."""
+    files it writes and reads), `keys` (the figures it may report) and `runtime` (what a run's MLflow
+    Model over its file requires), and define `write` and `load`."""
 
     needs: str = ""
     suffix: str = ""
     keys: tuple[str, ...] = ()
+    runtime: tuple[str, ...] = ()  # pip packages running its files needs beyond onnx and ONNX Runtime
 
     def applies(self, model: nn.Module) -> bool:
         """Whether this run's model ships in this format (else the exporter is skipped)."""
@@ -75,6 +79,7 @@ def write_all(model: nn.Module, exporters: list[Exporter], folder: str | Path, c
     files: list[Written] = []
     for exporter in exporters:
         for written in exporter.write(model, Path(folder), context):
+            written = dataclasses.replace(written, fmt=type(exporter))
             context.written[written.key] = written
             files.append(written)
     return files

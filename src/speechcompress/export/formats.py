@@ -173,6 +173,7 @@ class LibRNNoiseFile(Exporter):
     weights the library then computes with."""
 
     needs, suffix, keys = "rnnoise_c", ".bin", ("rnnoise_c",)
+    runtime = ("pyrnnoise",)  # xiph's librnnoise, which runs the file
 
     def __init__(self, float_copies: bool = False, library: str | None = None, quantize: str | None = None) -> None:
         if quantize is not None:

@@ -9,7 +9,6 @@ what `enhance`, `vad`, `evaluate` and `benchmark` open its files with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import get_class, instantiate
@@ -17,9 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from speechcompress.config import config_dirs
-from speechcompress.evaluation.vad_segments import SegmentConfig
+from speechcompress.export.deployed import Deployed, open_deployed
 from speechcompress.export.exporter import Exporter
-from speechcompress.inference import Windows
 
 
 def export_configs() -> dict[str, Path]:
@@ -51,31 +49,20 @@ def reader(path: str | Path) -> type[Exporter] | None:
     return next((cls for cls in format_classes() if cls.reads(path)), None)
 
 
-def load(path: str | Path, threads: int | None = None) -> nn.Module:
-    """The exported file at `path` as a model (see `Exporter.load`)."""
+def required_reader(path: str | Path) -> type[Exporter]:
+    """The format that opens `path`; a file no format reads is refused, naming the formats."""
     found = reader(path)
     if found is None:
         raise ValueError(f"{path} is not a file any export format reads (conf/export/: "
                          f"{', '.join(export_configs())}): pass a .ckpt or an exported file")
-    return found.load(path, threads)
+    return found
 
 
-@dataclass
-class Deployed:
-    """An exported file with the settings its task kept: what `enhance` and `vad` need."""
-
-    model: nn.Module  # what the file's format loads (`Exporter.load`)
-    windows: Windows
-    segment_config: SegmentConfig
-
-    @property
-    def sample_rate(self) -> int:
-        return self.model.sample_rate
+def load(path: str | Path, threads: int | None = None) -> nn.Module:
+    """The exported file at `path` as a model (see `Exporter.load`)."""
+    return required_reader(path).load(path, threads)
 
 
 def load_deployed(path: str | Path, kind: str, threads: int | None = None) -> Deployed:
-    """The file at `path` as a `kind` ("denoiser" or "vad") model; a file of the other kind is refused."""
-    model = load(path, threads)
-    if model.kind != kind:
-        raise ValueError(f"{path} holds a {model.kind} model, but this needs a {kind}: pass a file of the other kind")
-    return Deployed(model, Windows(**model.meta.get("windows", {})), SegmentConfig(**model.meta.get("segments", {})))
+    """The file at `path` as a `kind` ("denoiser" or "vad") model, read by the format that reads it."""
+    return open_deployed(required_reader(path), path, kind, threads)

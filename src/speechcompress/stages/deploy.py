@@ -27,6 +27,12 @@ class Deployment:
     files: list[Written] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def shipped(self) -> Written | None:
+        """The file that ships: the first one written (export configs list the primary format
+        first); None when nothing was exported."""
+        return self.files[0] if self.files else None
+
 
 def deploy(task: SpeechTask, exporters: list[Exporter], folder: Path, settings: DictConfig, evaluate: bool,
            test_batches: Callable[[], Iterable], training_batches: Callable[[], Iterable]) -> Deployment:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.stages.deploy import Deployment
 from speechcompress.stages.fit import Fitted
 from speechcompress.stages.plan import Plan
+from speechcompress.tracking.model import save_model
 from speechcompress.tracking.summary import summary
 
 
@@ -21,9 +24,22 @@ def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: D
     client.log_artifact(run_id, str(folder.config))
     client.log_artifact(run_id, str(write_size_csv(tensor_sizes(task.model), folder.size_table)))
     client.log_artifact(run_id, fitted.checkpoint, "checkpoints")
+    log_model(client, run_id, plan.folder, task, deployment, fitted.checkpoint)
     for path in task.write_examples(folder.examples):
         client.log_artifact(run_id, str(path), "examples")
     metrics = fitted.metrics | figures
     print(summary(plan.cfg, task.summary_lines(metrics), task.headline, metrics, fitted.checkpoint, run_id,
                   deployment.files, task.device.type))
     return metrics
+
+
+SHIPPED_TAG = "speechcompress.shipped"  # which file the run's MLflow Model runs: an export key, or "checkpoint"
+
+
+def log_model(client, run_id: str, folder, task, deployment: Deployment, checkpoint: str) -> None:
+    """The run's MLflow Model (`tracking.model`) over the file it ships, as its `model` artifact."""
+    shipped = deployment.shipped
+    path, fmt, key = (shipped.path, shipped.fmt, shipped.key) if shipped else (Path(checkpoint), None, "checkpoint")
+    save_model(folder.mlflow_model, path, task.kind, fmt, task.sample_rate)
+    client.log_artifacts(run_id, str(folder.mlflow_model), "model")
+    client.set_tag(run_id, SHIPPED_TAG, key)

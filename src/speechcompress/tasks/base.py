@@ -22,6 +22,7 @@ class SpeechTask(pl.LightningModule):
 
     sample_rate: int
     headline: tuple[str, str]  # (metric name, label) of the quality figure summaries put first
+    kind: str  # "denoiser" or "vad", as exported files say
 
     def log_training_loss(self, batch: dict[str, torch.Tensor], output: Any, terms: dict[str, torch.Tensor]
                           ) -> torch.Tensor:

@@ -30,6 +30,7 @@ from speechcompress.tasks.examples import write_examples
 
 class DenoiseTask(SpeechTask):
     headline = ("pesq", "PESQ-wb")  # the quality figure summaries put first
+    kind = "denoiser"
 
     def __init__(
         self,

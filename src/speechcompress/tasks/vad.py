@@ -33,6 +33,7 @@ def frame_mask(model: nn.Module, lengths: torch.Tensor, frames: int) -> torch.Te
 
 class VADTask(SpeechTask):
     headline = ("f1", "frame F1")  # the quality figure summaries put first
+    kind = "vad"
 
     def __init__(
         self,
