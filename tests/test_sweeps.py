@@ -3,8 +3,11 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
@@ -12,14 +15,15 @@ from speechcompress.cli import main
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
 from speechcompress.tracking.sweep import ROLE_TAG, SWEEP_TAG
 
-from .conftest import TINY, compose_config, sandbox_overrides
+from .conftest import TINY, compose_config, sandbox_overrides, start_mlflow_server, stop
 
 QUICK = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))] + [
     "trainer.max_steps=10", "trainer.val_check_interval=10", "measure.memory_seconds=1"]
 
 
-def _sweep(tmp_path, *extra: str) -> subprocess.CompletedProcess:
-    overrides = ["+experiment=rnnoise", *QUICK, *sandbox_overrides(tmp_path), "seed=1,2", *extra]
+def _sweep(tmp_path, *extra: str, experiment: str = "rnnoise", swept: tuple[str, ...] = ("seed=1,2",)
+           ) -> subprocess.CompletedProcess:
+    overrides = [f"+experiment={experiment}", *QUICK, *sandbox_overrides(tmp_path), *swept, *extra]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "train.py", "-m", *overrides], cwd=PROJECT_ROOT, capture_output=True,
                             text=True, timeout=900, env=environment)
@@ -27,38 +31,85 @@ def _sweep(tmp_path, *extra: str) -> subprocess.CompletedProcess:
     return result
 
 
-def _runs_of(tmp_path):
+def _runs_of(tmp_path, experiment: str = "rnnoise"):
     cfg = compose_config(["+experiment=rnnoise", *sandbox_overrides(tmp_path)])
     client = MlflowClient(cfg.logger.tracking_uri)
-    experiment = client.get_experiment_by_name("rnnoise")
-    return client, client.search_runs([experiment.experiment_id])
+    found = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([found.experiment_id])
 
 
-def _check_parent_and_children(tmp_path):
-    client, runs = _runs_of(tmp_path)
+def _check_parent_and_children(tmp_path, experiment: str = "rnnoise", swept: dict[str, str] | None = None):
+    swept = swept or {"seed": "1,2"}
+    client, runs = _runs_of(tmp_path, experiment)
     (parent,) = [r for r in runs if r.data.tags.get(ROLE_TAG) == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(runs) == 3 and len(children) == 2
-    assert parent.info.run_name == "rnnoise sweep: seed" and parent.data.params["sweep.seed"] == "1,2"
+    jobs = 1
+    for values in swept.values():
+        jobs *= len(values.split(","))
+    assert len(runs) == jobs + 1 and len(children) == jobs
+    assert parent.info.run_name == f"{experiment} sweep: {', '.join(swept)}"
+    assert {k: parent.data.params[f"sweep.{k}"] for k in swept} == swept
     assert parent.info.status == "FINISHED"
     assert {c.data.tags[SWEEP_TAG] for c in children} == {parent.data.tags[SWEEP_TAG]}
-    assert sorted(c.data.params["seed"] for c in children) == ["1", "2"]
+    assert sorted({c.data.params["seed"] for c in children}) == sorted(swept["seed"].split(","))
     assert all("test/pesq" in c.data.metrics for c in children)
     return parent, children
 
 
-def test_a_basic_multirun_has_one_parent_and_a_child_per_job_and_compare_reports_it(tmp_path, capsys):
-    _sweep(tmp_path)
-    parent, children = _check_parent_and_children(tmp_path)
-    client, _ = _runs_of(tmp_path)
-    out = tmp_path / "reports"
-    assert main(["compare", "--experiment", "rnnoise", "--tracking-uri", client.tracking_uri, "--out", str(out)]) == 0
-    table = [line for line in capsys.readouterr().out.splitlines() if "| rnnoise-none-s" in line]
-    assert sorted(c.info.run_name for c in children) == ["rnnoise-none-s1", "rnnoise-none-s2"]
-    assert len(table) == 2 and all(any(f"| {c.info.run_name} |" in row for row in table) for c in children)
-    assert (out / "rnnoise.png").is_file()
-    assert {a.path for a in client.list_artifacts(parent.info.run_id, "reports")} == {"reports/rnnoise.md",
-                                                                                     "reports/rnnoise.png"}
+SEEDS_SWEPT = {"compression.density": "1.0,0.5", "seed": "1,2"}
+
+
+def test_a_density_by_seed_sweep_groups_seeds_in_compare_and_registers_a_champion(tmp_path, capsys):
+    """Two densities × two seeds: one parent, four children; `compare` shows two recipes (n = 2,
+    mean ± sd) and registers the best one within a byte budget; `enhance` runs it by alias, through
+    the SQLite store and through a real server on the same store."""
+    _sweep(tmp_path, "compression.sparsify_interval=1", "export=onnx", "export.quantize=null",
+           "~export.formats.rnnoise_step", experiment="rnnoise_density_sweep_seeds",
+           swept=tuple(f"{k}={v}" for k, v in SEEDS_SWEPT.items()))
+    parent, children = _check_parent_and_children(tmp_path, "rnnoise_density_sweep_seeds", SEEDS_SWEPT)
+    client, _ = _runs_of(tmp_path, "rnnoise_density_sweep_seeds")
+    out, store = tmp_path / "reports", client.tracking_uri
+    sizes = {c.data.params["compression.density"]: c.data.metrics["size/bytes_sparse"] for c in children}
+    budget = (max(sizes.values()) + min(sizes.values())) / 2  # the dense recipe does not fit
+    assert main(["compare", "--experiment", "rnnoise_density_sweep_seeds", "--tracking-uri", store,
+                 "--out", str(out), "--register", "tiny-denoiser", "--max-bytes", str(budget)]) == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| Pareto"))
+    rows = [line.split(" | ") for line in printed.splitlines() if "-s{1,2} |" in line]
+    assert len(rows) == 2 and "| n |" in header and "test/pesq" in header and "deploy/" not in header
+    assert {r[2] for r in rows} == {"1.0", "0.5"} and all(r[3] == "2" for r in rows)
+    assert all(" ± " in cell for r in rows for cell in r[6:7])  # test/pesq: mean ± sd
+    (sparse,) = [r for r in rows if r[2] == "0.5"]
+    pesq = {c.info.run_id: c.data.metrics["test/pesq"] for c in children
+            if c.data.params["compression.density"] == "0.5"}
+    assert float(sparse[6].split(" ± ")[0]) == pytest.approx(sum(pesq.values()) / 2, abs=1e-3)
+
+    version = client.get_model_version_by_alias("tiny-denoiser", "champion")
+    assert version.run_id == max(pesq, key=pesq.get)  # the better seed of the recipe that fits
+    assert version.tags["swept.compression.density"] == "0.5" and version.tags["seeds"] == "2"
+    assert float(version.tags["bytes"]) <= budget and float(version.tags["budget.max_bytes"]) == budget
+    assert float(version.tags["test/pesq"]) == pytest.approx(pesq[version.run_id], abs=1e-4)
+    assert main(["compare", "--experiment", "rnnoise_density_sweep_seeds", "--tracking-uri", store, "--all",
+                 "--out", str(out)]) == 0
+    assert "deploy/onnx/max_abs_difference" in capsys.readouterr().out  # --all: every figure
+
+    wave = tmp_path / "in.wav"
+    sf.write(wave, 0.1 * np.random.default_rng(0).standard_normal(16000).astype(np.float32), 16000)
+    assert main(["enhance", "--model", "models:/tiny-denoiser@champion", "--tracking-uri", store, str(wave),
+                 str(tmp_path / "out.wav")]) == 0
+    assert sf.read(tmp_path / "out.wav")[0].shape == (16000,)
+
+    process, server = start_mlflow_server(Path(store.removeprefix("sqlite:///")), tmp_path / "server-artifacts")
+    try:
+        assert main(["compare", "--experiment", "rnnoise_density_sweep_seeds", "--tracking-uri", server,
+                     "--out", str(out), "--register", "tiny-denoiser", "--max-rtf", "1.0"]) == 0
+        served = MlflowClient(server).get_model_version_by_alias("tiny-denoiser", "champion")
+        assert served.version == "2" and "budget.max_bytes" not in served.tags
+        assert main(["enhance", "--model", "models:/tiny-denoiser@champion", "--tracking-uri", server,
+                     str(wave), str(tmp_path / "served.wav")]) == 0
+        assert sf.read(tmp_path / "served.wav")[0].shape == (16000,)
+    finally:
+        stop(process)
 
 
 @pytest.mark.slow  # an infrastructure re-check: `make test-all`

@@ -2,11 +2,9 @@
 one fails the run within seconds, before any data or training."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,41 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from speechcompress.config import PROJECT_ROOT
 
-from .conftest import TINY, sandbox_overrides
-
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import TINY, free_port, sandbox_overrides, start_mlflow_server, stop
 
 
 @pytest.fixture
 def server(tmp_path):
-    port = _free_port()
-    process = subprocess.Popen(
-        [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"mlflow server did not start: {process.stderr.read()[-2000:]}")
-        time.sleep(0.5)
+    process, uri = start_mlflow_server(tmp_path / "server.db", tmp_path / "server-artifacts")
     yield uri, tmp_path / "server-artifacts"
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
 
 
 def _train(tmp_path, uri: str, timeout: float) -> subprocess.CompletedProcess:
@@ -79,7 +50,7 @@ def test_a_run_logs_to_a_real_server_and_reads_back(server, tmp_path):
 
 
 def test_an_unreachable_server_fails_the_run_in_seconds_before_any_work(tmp_path):
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.time()
     result = _train(tmp_path, uri, timeout=120)
     assert result.returncode == 2

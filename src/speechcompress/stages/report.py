@@ -8,7 +8,7 @@ from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.stages.deploy import Deployment
 from speechcompress.stages.fit import Fitted
 from speechcompress.stages.plan import Plan
-from speechcompress.tracking.model import save_model
+from speechcompress.tracking.model import SHIPPED_TAG, save_model
 from speechcompress.tracking.summary import summary
 
 
@@ -31,9 +31,6 @@ def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: D
     print(summary(plan.cfg, task.summary_lines(metrics), task.headline, metrics, fitted.checkpoint, run_id,
                   deployment.files, task.device.type))
     return metrics
-
-
-SHIPPED_TAG = "speechcompress.shipped"  # which file the run's MLflow Model runs: an export key, or "checkpoint"
 
 
 def log_model(client, run_id: str, folder, task, deployment: Deployment, checkpoint: str) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/speechcompress: the model's code
 SHIPPED = "shipped"  # the artifact key of the file the model runs
+SHIPPED_TAG = "speechcompress.shipped"  # on the run: which file its model runs (an export key, or "checkpoint")
 EXAMPLE_SECONDS = 0.5
 # what opening any exported file needs (the formats module imports onnx and ONNX Runtime) and what
 # the windows, resampling and fbank features run on; a format's `runtime` adds its own
