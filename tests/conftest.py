@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def start_mlflow_server(store: Path, artifacts: Path, port: int | None = None) -
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{store}", "--artifacts-destination", str(artifacts)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)  # its workers too
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -176,11 +177,13 @@ def start_mlflow_server(store: Path, artifacts: Path, port: int | None = None) -
         time.sleep(0.5)
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Stops a server started by `start_mlflow_server` (its workers with it)."""
-    process.terminate()
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stops a server started by `start_mlflow_server`, its workers with it (SIGKILL: at once, for good)."""
     try:
+        os.killpg(process.pid, sig)
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+    except ProcessLookupError:  # already gone
+        pass

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +114,34 @@ def test_model_uri_of_the_wrong_kind_is_refused(tiny_run, tiny_vad_run, tmp_path
     code = main([command, "--model", f"runs:/{run.info.run_id}/model", "--tracking-uri",
                  tracking_uri(cfg.logger.tracking_uri), str(source), str(tmp_path / "out.wav")])
     assert code == 2 and f"this needs a {kind}" in capsys.readouterr().err
+
+
+def test_a_run_records_its_data_lineage_system_metrics_and_experiment_kind(tiny_run, tmp_path):
+    cfg = tiny_run[0]
+    client, run = _the_run(cfg)
+    inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation", "test", "test_unseen"}
+    for context, dataset in inputs.items():
+        path = Path(json.loads(dataset.source)["uri"].removeprefix("file://"))
+        assert path.parent == Path(cfg.paths.data_dir).resolve() / "synthetic" and path.name == dataset.name
+        profile = json.loads(dataset.profile)
+        assert profile["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), context  # the cache's bytes
+        assert dataset.digest == profile["sha256"][:16] and profile["bytes"] == path.stat().st_size
+    assert inputs["test"].digest != inputs["training"].digest
+    cpu = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert cpu and all(0 <= m.value <= 100 * os.cpu_count() for m in cpu)
+    assert "system/system_memory_usage_megabytes" in run.data.metrics
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_folder_corpus_is_described_by_its_files(tmp_path):
+    from speechcompress.data.lineage import describe
+
+    for name in ("a.wav", "sub/b.wav"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, np.zeros(1600, np.float32), 16000)
+    before = describe(tmp_path)
+    assert before.files == 2 and before.uri == tmp_path.resolve().as_uri()
+    sf.write(tmp_path / "sub" / "b.wav", np.zeros(3200, np.float32), 16000)
+    assert describe(tmp_path).digest != before.digest  # a changed file changes the digest

@@ -28,7 +28,7 @@ from speechcompress.evaluation.speech_quality import SpeechQuality
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tracking.compare import BASELINE_ROLE
-from speechcompress.tracking.mlflow import environment_params
+from speechcompress.tracking.mlflow import environment_params, tag_experiment
 from speechcompress.tracking.sweep import ROLE_TAG
 
 
@@ -123,7 +123,7 @@ def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[st
                              data.sample_rate, f"{name} on {split}")
         metrics.update({f"{split}/{key}": value for key, value in scores.items()})
     mlflow.set_tracking_uri(tracking_uri(cfg.logger.get("tracking_uri")))
-    mlflow.set_experiment(cfg.name)
+    tag_experiment(mlflow.tracking.MlflowClient(), mlflow.set_experiment(cfg.name).experiment_id)
     with mlflow.start_run(run_name=f"baseline-{name}") as logged:
         mlflow.set_tags({ROLE_TAG: BASELINE_ROLE, "baseline": name})
         mlflow.log_params({"baseline": name, "data.corpus_seed": cfg.data.train.corpus_seed, **environment_params()})

@@ -20,8 +20,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     fitted = fit_and_test(planned)
     if fitted.logger is None:  # one process measures, ships and reports
         return fitted.metrics
-    measured = measure(fitted.task, cfg.measure, planned.compression)
-    datamodule, evaluate = planned.datamodule, cfg.export.get("evaluate", True)  # lossy files on the test split
-    deployment = deploy(fitted.task, planned.exporters, planned.folder.export, cfg.measure, evaluate,
-                        lambda: datamodule.split_loader("test"), datamodule.train_dataloader)
-    return report(planned, fitted, measured, deployment)
+    try:
+        measured = measure(fitted.task, cfg.measure, planned.compression)
+        datamodule, evaluate = planned.datamodule, cfg.export.get("evaluate", True)  # lossy files on the test split
+        deployment = deploy(fitted.task, planned.exporters, planned.folder.export, cfg.measure, evaluate,
+                            lambda: datamodule.split_loader("test"), datamodule.train_dataloader)
+        return report(planned, fitted, measured, deployment)
+    finally:  # every write delivered, or left for `speechcompress sync` when the server stays away
+        fitted.logger.close(cfg.logger.wait_for_server_seconds)

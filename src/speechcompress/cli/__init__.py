@@ -18,11 +18,12 @@ from speechcompress.cli import (
     import_rnnoise,
     sensitivity,
     shrink,
+    sync,
     vad,
 )
 
 COMMANDS = (enhance, vad, evaluate, shrink, cluster, sensitivity, export, import_rnnoise, benchmark, compare, corpus,
-            baseline)
+            baseline, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ConnectionError) as error:
         print(f"speechcompress {args.command}: error: {error}", file=sys.stderr)
         return 2

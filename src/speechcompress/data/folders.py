@@ -51,6 +51,7 @@ class PairedFolderDataset(Dataset):
     def __init__(self, noisy_dir: str, clean_dir: str, sample_rate: int, segment_seconds: float | None = None,
                  fixed: bool = True, seed: int = 0) -> None:
         self.pairs = paired_files(noisy_dir, clean_dir)
+        self.sources = [Path(noisy_dir), Path(clean_dir)]  # the run's data lineage
         self.sample_rate = sample_rate
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
         self.draws = RandomDraws(seed, fixed)
@@ -80,4 +81,5 @@ class PairedFolderDataset(Dataset):
 
 def dns_mixtures(clean_dir: str, noise_dir: str, sample_rate: int, **mixing) -> MixtureDataset:
     """DNS Challenge layout: `clean/` speech and `noise/` clips mixed on the fly at configured SNRs."""
-    return MixtureDataset(AudioFolder(clean_dir, sample_rate), AudioFolder(noise_dir, sample_rate), sample_rate, **mixing)
+    return MixtureDataset(AudioFolder(clean_dir, sample_rate), AudioFolder(noise_dir, sample_rate), sample_rate,
+                          sources=[Path(clean_dir), Path(noise_dir)], **mixing)

@@ -10,6 +10,7 @@ it makes its cache), so an item costs a few array operations: the mixer keeps fa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -134,6 +135,7 @@ class MixtureDataset(Dataset):
     speech_weights / noise_weights: how likely each clip is to be drawn (they need not sum to 1);
     None draws them all alike. Whole-utterance splits (segment_seconds=None) take every utterance
     in turn whatever its weight.
+    sources: the cache files or folders the clips came from, which a run logs as its data lineage.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class MixtureDataset(Dataset):
         clip: float = 0.0,
         speech_weights: Sequence[float] | None = None,
         noise_weights: Sequence[float] | None = None,
+        sources: Sequence[Path] = (),
     ) -> None:
         if len(speech) == 0 or len(noise) == 0:
             raise ValueError("MixtureDataset needs at least one speech clip and one noise clip")
@@ -164,6 +167,7 @@ class MixtureDataset(Dataset):
         self.noise_only, self.level_changes, self.clip = noise_only, level_changes, clip
         self.speech, self.heard, self.noise = speech, heard, noise
         self.sample_rate = sample_rate
+        self.sources = [Path(s) for s in sources]
         self.length = length if length is not None else len(speech)
         self.segment = None if segment_seconds is None else int(segment_seconds * sample_rate)
         self.snr_db, self.level_db = tuple(snr_db), tuple(level_db)

@@ -360,4 +360,5 @@ def real_mixtures(split: str, sample_rate: int, root: str | Path, corpus_seed: i
     except CorpusMissing as missing:
         print(f"{missing}; no {split} split this run")
         return None
-    return MixtureDataset(recorded.speech, recorded.noise, sample_rate, heard=recorded.heard, **mixing)
+    return MixtureDataset(recorded.speech, recorded.noise, sample_rate, heard=recorded.heard,
+                          sources=[recorded.source], **mixing)

@@ -25,6 +25,7 @@ class SyntheticSplit:
     # the target's own array
     noise: list[np.ndarray]  # float32 noise clips, unit RMS
     noise_kinds: list[str]  # the family of each noise clip
+    source: Path | None = None  # the cache file it was read from (the run's lineage names it)
 
 
 def _pack(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +79,7 @@ def read_split(path: Path) -> SyntheticSplit:
             heard[i] = wet
         noise = _unpack(cached["noise"].astype(np.float32), cached["noise_offsets"])
         kinds = [str(k) for k in cached["noise_kinds"]]
-    return SyntheticSplit(speech, heard, noise, kinds)
+    return SyntheticSplit(speech, heard, noise, kinds, path)
 
 
 def record(rng: np.random.Generator, dry: np.ndarray, rooms: list, reverb: float, devices: float,

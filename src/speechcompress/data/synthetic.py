@@ -254,9 +254,10 @@ def synthetic_mixtures(
         recorded = _recorded(split, sample_rate, corpus_seed, real_utterances, real_noise_clips_per_group, noise_seconds,
                              rooms, reverb_speech, reverb_noise, devices, real)
     if recorded is None:
-        return MixtureDataset(corpus.speech, corpus.noise, sample_rate, heard=corpus.heard, **mixing)
+        return MixtureDataset(corpus.speech, corpus.noise, sample_rate, heard=corpus.heard, sources=[corpus.source],
+                              **mixing)
     return MixtureDataset(corpus.speech + recorded.speech, corpus.noise + recorded.noise, sample_rate,
-                          heard=corpus.heard + recorded.heard,
+                          heard=corpus.heard + recorded.heard, sources=[corpus.source, recorded.source],
                           speech_weights=_shares(len(corpus.speech), len(recorded.speech), real_share),
                           noise_weights=_shares(len(corpus.noise), len(recorded.noise), real_noise_share), **mixing)
 

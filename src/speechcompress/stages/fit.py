@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
-from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechcompress.checkpoints import AtomicCheckpointIO, save_task
@@ -15,7 +14,9 @@ from speechcompress.compression.structured import shrink_task
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, cluster_plugins
 from speechcompress.stages.plan import Plan
 from speechcompress.tasks.base import SpeechTask
-from speechcompress.tracking.mlflow import RunIdInCheckpoint, build_logger, log_config
+from speechcompress.tracking.mlflow import RunIdInCheckpoint, RunLogger, build_logger, log_config
+
+SIGNALLED_WAIT = 5.0  # seconds a signalled run waits for an absent MLflow server before it exits
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Fitted:
     metrics: dict[str, float]  # every test split's figures (logged by the Trainer)
     figures: dict[str, float]  # figures of this stage for the report to log (the shrink's)
     checkpoint: str  # the checkpoint the run is judged by
-    logger: MLFlowLogger | None  # None on the processes that do not log (DDP ranks > 0)
+    logger: RunLogger | None  # None on the processes that do not log (DDP ranks > 0)
     step: int  # the optimizer steps taken
 
 
@@ -37,7 +38,7 @@ def fit_and_test(plan: Plan) -> Fitted:
                                        mode="min", save_top_k=1, auto_insert_metric_name=False)
     # One process logs. Under SLURM every rank starts at once, and MLflow's client creates a missing
     # SQLite store's tables as it opens it: two ranks doing so together race (one dies).
-    logger = build_logger(plan.cfg, plan.resume_run_id) if rank_zero_only.rank == 0 else None
+    logger = build_logger(plan.cfg, plan.folder.outbox, plan.resume_run_id) if rank_zero_only.rank == 0 else None
     if logger and plan.resume_run_id is None:
         log_config(logger, plan.cfg)
     interruption = SaveOnSignal(plan.folder.last_checkpoint)
@@ -45,9 +46,16 @@ def fit_and_test(plan: Plan) -> Fitted:
                          callbacks=[checkpoint, RunIdInCheckpoint(), interruption, *plan.compression],
                          plugins=[AtomicCheckpointIO(), *cluster_plugins()], default_root_dir=str(plan.folder.root))
     resume = str(plan.resume_path) if plan.resume_path else None
-    trainer.fit(plan.task, datamodule=plan.datamodule, ckpt_path=resume, weights_only=True)
-    interruption.exit_if_interrupted()
-    task, metrics, figures, result = _test(trainer, plan, _result_checkpoint(trainer, checkpoint))
+    try:
+        trainer.fit(plan.task, datamodule=plan.datamodule, ckpt_path=resume, weights_only=True)
+        if interruption.saved_step is not None and logger:  # a job told to stop has seconds, not minutes
+            logger.close(min(SIGNALLED_WAIT, plan.cfg.logger.wait_for_server_seconds))
+        interruption.exit_if_interrupted()
+        task, metrics, figures, result = _test(trainer, plan, _result_checkpoint(trainer, checkpoint))
+    except Exception:
+        if logger:  # what the run logged before it failed still reaches the server (or the outbox's journal)
+            logger.close(plan.cfg.logger.wait_for_server_seconds)
+        raise
     return Fitted(task, metrics, figures, result, logger if trainer.is_global_zero else None, trainer.global_step)
 
 

@@ -8,6 +8,7 @@ from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.stages.deploy import Deployment
 from speechcompress.stages.fit import Fitted
 from speechcompress.stages.plan import Plan
+from speechcompress.tracking.mlflow import log_lineage
 from speechcompress.tracking.model import SHIPPED_TAG, save_model
 from speechcompress.tracking.summary import summary
 
@@ -25,6 +26,7 @@ def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: D
     client.log_artifact(run_id, str(write_size_csv(tensor_sizes(task.model), folder.size_table)))
     client.log_artifact(run_id, fitted.checkpoint, "checkpoints")
     log_model(client, run_id, plan.folder, task, deployment, fitted.checkpoint)
+    log_lineage(client, run_id, plan.datamodule)
     for path in task.write_examples(folder.examples):
         client.log_artifact(run_id, str(path), "examples")
     metrics = fitted.metrics | figures

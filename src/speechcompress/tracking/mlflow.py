@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -10,8 +12,12 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechcompress.config import PROJECT_ROOT, flatten, tracking_uri
+from speechcompress.tracking.outbox import Outbox
+from speechcompress.tracking.system_metrics import SystemMetrics
 
 LIBRARIES = ("torch", "torchaudio", "pytorch-lightning", "hydra-core", "mlflow", "torchmetrics", "numpy")
 RUN_ID_KEY = "mlflow_run_id"
@@ -99,16 +105,76 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                           f"MLFLOW_TRACKING_URI at a reachable one (unset, runs go to the local SQLite store)")
 
 
-def build_logger(cfg: DictConfig, resume_run_id: str | None = None) -> MLFlowLogger:
-    """The run's MLflow logger; `resume_run_id` continues that run instead of starting one."""
-    return MLFlowLogger(
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on training runs, not GenAI
+QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+class RunLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger whose writes go through an `Outbox` (they never wait for the server,
+    and survive its absence: `tracking.outbox`), which samples the machine's load (`system/*`),
+    and which tags the experiment so MLflow's UI opens it on its training runs."""
+
+    def __init__(self, *args, journal: Path, system_metrics_seconds: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._journal, self._system_seconds = Path(journal), system_metrics_seconds
+        self._outbox: Outbox | None = None
+        self._sampler: SystemMetrics | None = None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Outbox:
+        if self._outbox is None:
+            client = MLFlowLogger.experiment.fget(self)  # finds or creates the experiment and the run
+            tag_experiment(client, self._experiment_id)
+            self._outbox = Outbox(client, self._journal, self._tracking_uri)
+            if self._system_seconds:
+                self._sampler = SystemMetrics(self.log_metrics, self._system_seconds).start()
+        return self._outbox
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        """Marks the run ended (through the outbox: Lightning's own asks the server first)."""
+        if self._outbox is not None:
+            self._outbox.set_terminated(self.run_id, "FINISHED" if status in ("success", "finished") else "FAILED")
+
+    def close(self, wait: float) -> int:
+        """Stops sampling and waits up to `wait` seconds for the server to have every write; says
+        what is left for `speechcompress sync`, and returns how many writes that is."""
+        if self._sampler is not None:
+            self._sampler.stop()
+        if self._outbox is None:
+            return 0
+        left = self._outbox.close(wait)
+        if left:
+            print(f"[speechcompress] {left} MLflow writes could not be delivered to {self._tracking_uri}; they are "
+                  f"kept in {self._journal}: `speechcompress sync {self._journal.parent}` sends them once the "
+                  f"server is back (resuming the run does too)", file=sys.stderr)
+        return left
+
+
+def build_logger(cfg: DictConfig, journal: Path, resume_run_id: str | None = None) -> RunLogger:
+    """The run's MLflow logger (writes journalled in `journal`); `resume_run_id` continues that run
+    instead of starting one."""
+    uri = tracking_uri(cfg.logger.tracking_uri)
+    if is_server(uri):  # the outbox tries again itself, without holding training up
+        for key, value in QUICK_FAILURE.items():
+            os.environ.setdefault(key, value)
+    return RunLogger(
         experiment_name=cfg.logger.experiment_name,
         run_name=cfg.logger.run_name or run_name(cfg),
-        tracking_uri=tracking_uri(cfg.logger.tracking_uri),
+        tracking_uri=uri,
         artifact_location=artifact_location(cfg),
         run_id=resume_run_id,
         tags={"speechcompress.experiment": str(cfg.name), **sweep_tags(), **parent_tag(cfg)},
+        journal=journal,
+        system_metrics_seconds=cfg.logger.get("system_metrics_seconds"),
     )
+
+
+def tag_experiment(client, experiment_id: str) -> None:
+    """The tag that makes MLflow's UI open an experiment on its training runs."""
+    for key, value in EXPERIMENT_KIND.items():
+        client.set_experiment_tag(experiment_id, key, value)
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:
@@ -123,3 +189,26 @@ class RunIdInCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if isinstance(trainer.logger, MLFlowLogger):
             checkpoint[RUN_ID_KEY] = trainer.logger.run_id
+
+
+LINEAGE_CONTEXTS = {"train": "training", "val": "validation"}  # test splits keep their names
+
+
+def log_lineage(client, run_id: str, datamodule) -> None:
+    """Each split's sources (`data.lineage`) as the run's MLflow dataset inputs, in the split's context."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from speechcompress.data.lineage import split_sources
+
+    inputs = []
+    for split in ("train", "val", *datamodule.test_splits):
+        for source in split_sources(datamodule.dataset(split)):
+            profile = {"files": source.files, "bytes": source.bytes, "sha256": source.digest}
+            dataset = Dataset(source.name, source.digest[:16], "local", json.dumps({"uri": source.uri}),
+                              profile=json.dumps(profile))
+            inputs.append(DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, LINEAGE_CONTEXTS.get(split, split))]))
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
