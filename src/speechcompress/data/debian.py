@@ -25,9 +25,9 @@ def _last_line(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def download_package(name: str, folder: Path) -> Path:
-    """Unpack Debian package `name` into `folder / name` (its files under their installed paths);
-    returns that folder. The .deb is deleted once unpacked."""
+def download_package(name: str, folder: Path, into: Path | None = None) -> Path:
+    """Unpack Debian package `name` into `folder / name`, or into `into` (its files under their
+    installed paths); returns that folder. The .deb is deleted once unpacked."""
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise PackagesUnavailable(f"{tool} not found: this machine cannot fetch Debian packages")
@@ -43,7 +43,7 @@ def download_package(name: str, folder: Path) -> Path:
     debs = sorted(folder.glob(f"{name}_*.deb"))
     if not debs:
         raise PackagesUnavailable(f"apt-get download {name} left no {name}_*.deb in {folder}")
-    target = folder / name
+    target = into or folder / name
     unpacked = _run(["dpkg-deb", "-x", str(debs[-1]), str(target)], folder)
     if unpacked.returncode != 0:
         raise PackagesUnavailable(f"dpkg-deb -x {debs[-1].name} failed: {_last_line(unpacked.stderr)}")

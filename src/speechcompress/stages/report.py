@@ -30,8 +30,8 @@ def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: D
     for path in task.write_examples(folder.examples):
         client.log_artifact(run_id, str(path), "examples")
     metrics = fitted.metrics | figures
-    print(summary(plan.cfg, task.summary_lines(metrics), task.headline, metrics, fitted.checkpoint, run_id,
-                  deployment.files, task.device.type))
+    print(summary(plan.cfg, task.summary_lines(metrics), task.headline, metrics, fitted.checkpoint,
+                  (fitted.logger.experiment_id, run_id), deployment.files, task.device.type))
     return metrics
 
 

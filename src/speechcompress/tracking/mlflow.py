@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,9 +115,10 @@ class RunLogger(MLFlowLogger):
     and survive its absence: `tracking.outbox`), which samples the machine's load (`system/*`),
     and which tags the experiment so MLflow's UI opens it on its training runs."""
 
-    def __init__(self, *args, journal: Path, system_metrics_seconds: float | None = None, **kwargs) -> None:
+    def __init__(self, *args, journal: Path, system_metrics_seconds: float | None = None, quality: str = "pesq",
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._journal, self._system_seconds = Path(journal), system_metrics_seconds
+        self._journal, self._system_seconds, self._quality = Path(journal), system_metrics_seconds, quality
         self._outbox: Outbox | None = None
         self._sampler: SystemMetrics | None = None
 
@@ -125,7 +127,7 @@ class RunLogger(MLFlowLogger):
     def experiment(self) -> Outbox:
         if self._outbox is None:
             client = MLFlowLogger.experiment.fget(self)  # finds or creates the experiment and the run
-            tag_experiment(client, self._experiment_id)
+            tag_experiment(client, self._experiment_id, quality=self._quality)
             self._outbox = Outbox(client, self._journal, self._tracking_uri)
             if self._system_seconds:
                 self._sampler = SystemMetrics(self.log_metrics, self._system_seconds).start()
@@ -168,13 +170,43 @@ def build_logger(cfg: DictConfig, journal: Path, resume_run_id: str | None = Non
         tags={"speechcompress.experiment": str(cfg.name), **sweep_tags(), **parent_tag(cfg)},
         journal=journal,
         system_metrics_seconds=cfg.logger.get("system_metrics_seconds"),
+        quality=headline(cfg),
     )
 
 
-def tag_experiment(client, experiment_id: str) -> None:
-    """The tag that makes MLflow's UI open an experiment on its training runs."""
+VIEW = "speechcompress"  # the experiment's shared view of its runs table (see `experiment_url`)
+VIEW_COST = "size/bytes_sparse"
+
+
+def headline(cfg: DictConfig) -> str:
+    """The quality figure a recipe's task puts first (pesq for denoisers, f1 for VADs)."""
+    from hydra.utils import get_class
+
+    return get_class(cfg.task._target_).headline[0]
+
+
+def tag_experiment(client, experiment_id: str, swept: list[str] | None = None, quality: str = "pesq") -> None:
+    """Tags that make MLflow's UI open the experiment on its training runs: its kind, and a shared
+    view of the runs table (a sweep's swept keys, `quality` on each test split, bytes and RTF,
+    sorted by bytes, a sweep's runs in one flat list). A sweep sets the view; a single run only
+    when the experiment has none."""
     for key, value in EXPERIMENT_KIND.items():
         client.set_experiment_tag(experiment_id, key, value)
+    view = f"mlflow.sharedViewState.{VIEW}"
+    if swept is None and view in client.get_experiment(experiment_id).tags:
+        return
+    columns = [*(f"params.`{key}`" for key in swept or []),
+               *(f"metrics.`{split}/{quality}`" for split in ("test", "test_unseen", "test_real")),
+               f"metrics.`{VIEW_COST}`", "metrics.`latency/rtf`"]
+    state = {"orderByKey": f"metrics.`{VIEW_COST}`", "orderByAsc": True, "selectedColumns": columns}
+    client.set_experiment_tag(experiment_id, view, json.dumps(state))
+
+
+def experiment_url(server: str, experiment_id: str) -> str:
+    """The experiment's runs in MLflow's UI with the project's view. MLflow 3.17's UI picks its GenAI
+    or its model-training pages by a switch it keeps in the browser (GenAI at first), whatever the
+    experiment's kind tag says; the URL sets the switch and opens the shared view."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:
@@ -196,8 +228,6 @@ LINEAGE_CONTEXTS = {"train": "training", "val": "validation"}  # test splits kee
 
 def log_lineage(client, run_id: str, datamodule) -> None:
     """Each split's sources (`data.lineage`) as the run's MLflow dataset inputs, in the split's context."""
-    import json
-
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 

@@ -9,11 +9,21 @@ from omegaconf import DictConfig
 
 from speechcompress.config import tracking_uri
 from speechcompress.export.exporter import Written
+from speechcompress.tracking.mlflow import experiment_url, is_server
+
+
+def ui_lines(uri: str, experiment_id: str) -> list[str]:
+    """How to see the run's experiment in MLflow's UI, on its training runs and the project's view."""
+    if is_server(uri):
+        return [f"MLflow UI       {experiment_url(uri, experiment_id)}"]
+    return [f"MLflow UI       mlflow ui --backend-store-uri {uri}   (or `make ui`), then open",
+            f"                {experiment_url('http://127.0.0.1:5000', experiment_id)}"]
 
 
 def summary(cfg: DictConfig, quality: list[str], headline: tuple[str, str], metrics: dict[str, float],
-            checkpoint: str, run_id: str, files: list[Written], device: str) -> str:
-    """`quality`: the task's lines (`task.summary_lines`); `headline`: its (metric, label)."""
+            checkpoint: str, run: tuple[str, str], files: list[Written], device: str) -> str:
+    """`quality`: the task's lines (`task.summary_lines`); `headline`: its (metric, label); `run`:
+    the MLflow (experiment id, run id)."""
     rtf = metrics.get("latency/rtf", math.nan)
     shrunk = (f", shrunk from {int(metrics['shrink/params_before']):,}; outputs within "
               f"{metrics['shrink/max_abs_difference']:.1e} of the masked model" if "shrink/params_before" in metrics else "")
@@ -21,8 +31,8 @@ def summary(cfg: DictConfig, quality: list[str], headline: tuple[str, str], metr
         "",
         f"── speechcompress run: {cfg.name} ──",
         f"checkpoint      {checkpoint}",
-        f"MLflow run      {run_id}  (experiment {cfg.logger.experiment_name})",
-        f"MLflow UI       mlflow ui --backend-store-uri {tracking_uri(cfg.logger.tracking_uri)}",
+        f"MLflow run      {run[1]}  (experiment {cfg.logger.experiment_name})",
+        *ui_lines(tracking_uri(cfg.logger.tracking_uri), run[0]),
         "",
         *quality,
         "",

@@ -19,7 +19,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict, read_write
 
 from speechcompress.config import tracking_uri
-from speechcompress.tracking.mlflow import artifact_location, check_reachable, tag_experiment
+from speechcompress.tracking.mlflow import (
+    artifact_location,
+    check_reachable,
+    headline,
+    tag_experiment,
+)
 
 PARENT_KEY = "logger.parent_run_id"
 SWEEP_TAG = "speechcompress.sweep"
@@ -61,7 +66,7 @@ class SweepParentRun(Callback):
                                                      artifact_location=artifact_location(cfg))
         else:
             experiment_id = experiment.experiment_id
-        tag_experiment(client, experiment_id)
+        tag_experiment(client, experiment_id, list(swept), headline(cfg))
         parent = client.create_run(experiment_id, run_name=parent_run_name(str(cfg.name), swept),
                                    tags={SWEEP_TAG: sweep_id, ROLE_TAG: "parent",
                                          "speechcompress.experiment": str(cfg.name)})
