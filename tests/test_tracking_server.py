@@ -95,13 +95,25 @@ def _wait_until(condition, timeout: float, process: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.slow  # 30 s of outage: `make test-all`
-def test_a_run_outlives_its_server_stopped_for_30_s_and_delivers_every_step(tmp_path):
+def _training_under_way(tmp_path, steps: int):
+    """A real server on a fresh store and a tiny run logging to it, once 5 steps have reached it:
+    (store, artifact folder, port, server process, training process)."""
     store, artifacts, port = tmp_path / "server.db", tmp_path / "server-artifacts", free_port()
     server, uri = start_mlflow_server(store, artifacts, port)
-    training = _start_training(tmp_path, uri, steps=300)
+    training = _start_training(tmp_path, uri, steps)
     try:
         _wait_until(lambda: len(_logged_steps(store)) >= 5, 300, training)
+    except BaseException:
+        training.kill()
+        stop(server)
+        raise
+    return store, artifacts, port, server, training
+
+
+@pytest.mark.slow  # 30 s of outage: `make test-all`
+def test_a_run_outlives_its_server_stopped_for_30_s_and_delivers_every_step(tmp_path):
+    store, artifacts, port, server, training = _training_under_way(tmp_path, steps=300)
+    try:
         stopped = time.time()
         stop(server)
         time.sleep(max(0.0, 30 - (time.time() - stopped)))
@@ -125,11 +137,8 @@ def test_a_run_outlives_its_server_stopped_for_30_s_and_delivers_every_step(tmp_
 
 @pytest.mark.slow  # an outage test: `make test-all`
 def test_sigterm_with_the_server_gone_saves_within_a_step_and_sync_delivers_later(tmp_path):
-    store, artifacts, port = tmp_path / "server.db", tmp_path / "server-artifacts", free_port()
-    server, uri = start_mlflow_server(store, artifacts, port)
-    training = _start_training(tmp_path, uri, steps=100000)
+    store, artifacts, port, server, training = _training_under_way(tmp_path, steps=100000)
     try:
-        _wait_until(lambda: len(_logged_steps(store)) >= 5, 300, training)
         stop(server, signal.SIGKILL)  # for good
         time.sleep(3)  # the run notices and trains on
         signalled = time.time()
