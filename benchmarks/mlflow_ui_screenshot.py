@@ -18,7 +18,7 @@ from pathlib import Path
 
 from speechcompress.config import PROJECT_ROOT, tracking_uri
 from speechcompress.data.debian import download_package
-from speechcompress.tracking.mlflow import experiment_url
+from speechcompress.tracking.ui import experiment_url
 
 # chromium-headless-shell and the libraries of its dependencies that a slim Debian 12 lacks
 PACKAGES = ("chromium-headless-shell", "chromium-common", "libopenh264-7", "libdouble-conversion3", "libopus0",

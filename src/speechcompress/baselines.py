@@ -28,8 +28,9 @@ from speechcompress.evaluation.speech_quality import SpeechQuality
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tracking.compare import BASELINE_ROLE
-from speechcompress.tracking.mlflow import environment_params, tag_experiment
+from speechcompress.tracking.mlflow import environment_params
 from speechcompress.tracking.sweep import ROLE_TAG
+from speechcompress.tracking.ui import tag_experiment
 
 
 def shipped_rnnoise(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:

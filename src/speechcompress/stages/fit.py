@@ -14,7 +14,8 @@ from speechcompress.compression.structured import shrink_task
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, cluster_plugins
 from speechcompress.stages.plan import Plan
 from speechcompress.tasks.base import SpeechTask
-from speechcompress.tracking.mlflow import RunIdInCheckpoint, RunLogger, build_logger, log_config
+from speechcompress.tracking.logger import RunLogger, build_logger
+from speechcompress.tracking.mlflow import RunIdInCheckpoint, log_config
 
 SIGNALLED_WAIT = 5.0  # seconds a signalled run waits for an absent MLflow server before it exits
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -13,12 +11,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger
-from pytorch_lightning.loggers.logger import rank_zero_experiment
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechcompress.config import PROJECT_ROOT, flatten, tracking_uri
-from speechcompress.tracking.outbox import Outbox
-from speechcompress.tracking.system_metrics import SystemMetrics
 
 LIBRARIES = ("torch", "torchaudio", "pytorch-lightning", "hydra-core", "mlflow", "torchmetrics", "numpy")
 RUN_ID_KEY = "mlflow_run_id"
@@ -104,109 +98,6 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     raise ConnectionError(f"the MLflow tracking server {uri} does not answer ({reason}). Start it "
                           f"(mlflow server --host ... --port ...), or point logger.tracking_uri / "
                           f"MLFLOW_TRACKING_URI at a reachable one (unset, runs go to the local SQLite store)")
-
-
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on training runs, not GenAI
-QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-
-
-class RunLogger(MLFlowLogger):
-    """Lightning's MLFlowLogger whose writes go through an `Outbox` (they never wait for the server,
-    and survive its absence: `tracking.outbox`), which samples the machine's load (`system/*`),
-    and which tags the experiment so MLflow's UI opens it on its training runs."""
-
-    def __init__(self, *args, journal: Path, system_metrics_seconds: float | None = None, quality: str = "pesq",
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._journal, self._system_seconds, self._quality = Path(journal), system_metrics_seconds, quality
-        self._outbox: Outbox | None = None
-        self._sampler: SystemMetrics | None = None
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> Outbox:
-        if self._outbox is None:
-            client = MLFlowLogger.experiment.fget(self)  # finds or creates the experiment and the run
-            tag_experiment(client, self._experiment_id, quality=self._quality)
-            self._outbox = Outbox(client, self._journal, self._tracking_uri)
-            if self._system_seconds:
-                self._sampler = SystemMetrics(self.log_metrics, self._system_seconds).start()
-        return self._outbox
-
-    @rank_zero_only
-    def finalize(self, status: str = "success") -> None:
-        """Marks the run ended (through the outbox: Lightning's own asks the server first)."""
-        if self._outbox is not None:
-            self._outbox.set_terminated(self.run_id, "FINISHED" if status in ("success", "finished") else "FAILED")
-
-    def close(self, wait: float) -> int:
-        """Stops sampling and waits up to `wait` seconds for the server to have every write; says
-        what is left for `speechcompress sync`, and returns how many writes that is."""
-        if self._sampler is not None:
-            self._sampler.stop()
-        if self._outbox is None:
-            return 0
-        left = self._outbox.close(wait)
-        if left:
-            print(f"[speechcompress] {left} MLflow writes could not be delivered to {self._tracking_uri}; they are "
-                  f"kept in {self._journal}: `speechcompress sync {self._journal.parent}` sends them once the "
-                  f"server is back (resuming the run does too)", file=sys.stderr)
-        return left
-
-
-def build_logger(cfg: DictConfig, journal: Path, resume_run_id: str | None = None) -> RunLogger:
-    """The run's MLflow logger (writes journalled in `journal`); `resume_run_id` continues that run
-    instead of starting one."""
-    uri = tracking_uri(cfg.logger.tracking_uri)
-    if is_server(uri):  # the outbox tries again itself, without holding training up
-        for key, value in QUICK_FAILURE.items():
-            os.environ.setdefault(key, value)
-    return RunLogger(
-        experiment_name=cfg.logger.experiment_name,
-        run_name=cfg.logger.run_name or run_name(cfg),
-        tracking_uri=uri,
-        artifact_location=artifact_location(cfg),
-        run_id=resume_run_id,
-        tags={"speechcompress.experiment": str(cfg.name), **sweep_tags(), **parent_tag(cfg)},
-        journal=journal,
-        system_metrics_seconds=cfg.logger.get("system_metrics_seconds"),
-        quality=headline(cfg),
-    )
-
-
-VIEW = "speechcompress"  # the experiment's shared view of its runs table (see `experiment_url`)
-VIEW_COST = "size/bytes_sparse"
-
-
-def headline(cfg: DictConfig) -> str:
-    """The quality figure a recipe's task puts first (pesq for denoisers, f1 for VADs)."""
-    from hydra.utils import get_class
-
-    return get_class(cfg.task._target_).headline[0]
-
-
-def tag_experiment(client, experiment_id: str, swept: list[str] | None = None, quality: str = "pesq") -> None:
-    """Tags that make MLflow's UI open the experiment on its training runs: its kind, and a shared
-    view of the runs table (a sweep's swept keys, `quality` on each test split, bytes and RTF,
-    sorted by bytes, a sweep's runs in one flat list). A sweep sets the view; a single run only
-    when the experiment has none."""
-    for key, value in EXPERIMENT_KIND.items():
-        client.set_experiment_tag(experiment_id, key, value)
-    view = f"mlflow.sharedViewState.{VIEW}"
-    if swept is None and view in client.get_experiment(experiment_id).tags:
-        return
-    columns = [*(f"params.`{key}`" for key in swept or []),
-               *(f"metrics.`{split}/{quality}`" for split in ("test", "test_unseen", "test_real")),
-               f"metrics.`{VIEW_COST}`", "metrics.`latency/rtf`"]
-    state = {"orderByKey": f"metrics.`{VIEW_COST}`", "orderByAsc": True, "selectedColumns": columns}
-    client.set_experiment_tag(experiment_id, view, json.dumps(state))
-
-
-def experiment_url(server: str, experiment_id: str) -> str:
-    """The experiment's runs in MLflow's UI with the project's view. MLflow 3.17's UI picks its GenAI
-    or its model-training pages by a switch it keeps in the browser (GenAI at first), whatever the
-    experiment's kind tag says; the URL sets the switch and opens the shared view."""
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig) -> None:

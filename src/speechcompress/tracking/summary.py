@@ -9,7 +9,8 @@ from omegaconf import DictConfig
 
 from speechcompress.config import tracking_uri
 from speechcompress.export.exporter import Written
-from speechcompress.tracking.mlflow import experiment_url, is_server
+from speechcompress.tracking.mlflow import is_server
+from speechcompress.tracking.ui import experiment_url
 
 
 def ui_lines(uri: str, experiment_id: str) -> list[str]:

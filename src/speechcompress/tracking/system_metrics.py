@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 def monitors() -> list:
     """MLflow's CPU monitor, and its GPU monitor when CUDA and NVML are there."""
-    from mlflow.system_metrics.metrics.cpu_monitor import CPUMonitor
+    import torch
+    from mlflow.system_metrics.metrics.cpu_monitor import CPUMonitor  # needs psutil, a dependency
 
     found = [CPUMonitor()]
-    import torch
 
     if torch.cuda.is_available():
         try:
