@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import queue
+import re
 import sys
 import threading
 import time
@@ -30,6 +31,9 @@ from speechcompress.files import atomic_path
 WRITES = ("log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "log_artifact", "log_artifacts",
           "log_inputs")
 PAUSES = (1.0, 30.0)  # the first pause before trying a write again, and the longest
+# how MLflow's client words a server that did not answer (transport errors, a gateway's 502-504)
+TRANSIENT = re.compile(r"failed with exception|Max retries exceeded|Connection (refused|aborted|reset)|timed out"
+                       r"|(error|status) code:? ?50[234]\b|\b50[234] Server Error|TEMPORARILY_UNAVAILABLE")
 
 
 def _encode(value):
@@ -70,9 +74,7 @@ def unreachable(error: BaseException) -> bool:
 
     if isinstance(error, requests.exceptions.RequestException | ConnectionError | TimeoutError):
         return True
-    text = str(error)
-    return any(sign in text for sign in ("failed with exception", "Max retries exceeded", "Connection refused",
-                                         "Connection aborted", "Read timed out", "503", "502", "504"))
+    return TRANSIENT.search(str(error)) is not None
 
 
 def delivered_path(journal: Path) -> Path:
@@ -118,12 +120,12 @@ class Outbox:
     def _put(self, op: str, *args, **kwargs) -> None:
         kwargs.pop("synchronous", None)  # Lightning's hint for MLflow's own async logging: this is ours
         entry = {"op": op, "args": _encode(list(args)), "kwargs": _encode(kwargs), "uri": self.tracking_uri}
-        with self._lock:
+        with self._lock:  # the journal's order is the delivery order, whichever thread writes
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             with self.journal.open("a") as handle:
                 handle.write(json.dumps(entry) + "\n")
             self._written += 1
-        self._queue.put(entry)
+            self._queue.put(entry)
 
     def _deliver(self) -> None:
         while (entry := self._queue.get()) is not None:
