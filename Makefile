@@ -28,7 +28,8 @@ test-all: $(STAMP)  ## also the slow tests: infrastructure re-checks (sweep laun
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 (open the link a run's summary prints: its training runs, the project's view)
+	@echo "open the link a run's summary printed, http://127.0.0.1:5000/#/experiments/ID/runs?workflowType=machine_learning&viewStateShareKey=speechcompress"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db
 
 clean-venv:

@@ -11,6 +11,7 @@ over the library's output energy): the test allows −40 dB.
 import copy
 import ctypes
 
+import mlflow.pyfunc
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -196,6 +197,15 @@ def test_a_model_fine_tuned_and_sparsified_here_ships_a_file_librnnoise_runs_as_
           f"{error_db:.1f} dB, test PESQ torch {metrics['test/pesq']:.3f} library {metrics['deploy/rnnoise_c/pesq']:.3f}")
     assert error_db < -30
     assert metrics["deploy/rnnoise_c/pesq"] == pytest.approx(metrics["test/pesq"], abs=0.05)
+    # the run's MLflow Model runs that file in librnnoise (pyrnnoise ships it), as `enhance` does
+    model = next((tmp_path / "experiments" / "runs").rglob("mlflow_model"))
+    requirements = (model / "requirements.txt").read_text()
+    assert "pyrnnoise==" in requirements and "pytorch-lightning" not in requirements
+    sf.write(tmp_path / "voice.wav", audio[0].numpy(), 48000, subtype="FLOAT")
+    assert main(["enhance", "--checkpoint", str(weights), "--float", str(tmp_path / "voice.wav"),
+                 str(tmp_path / "enhanced.wav")]) == 0
+    served = mlflow.pyfunc.load_model(str(model)).predict(audio[0].numpy(), params={"sample_rate": 48000})
+    np.testing.assert_allclose(served, sf.read(tmp_path / "enhanced.wav", dtype="float32")[0], atol=1e-5)
 
 
 @pytest.mark.slow
