@@ -106,7 +106,8 @@ class Outbox:
         self._closing_at: float | None = None
         self._left: int | None = None  # once closed: the writes it could not deliver
         waiting = pending(self.journal)
-        self._written = delivered(self.journal) + len(waiting)
+        self._delivered = delivered(self.journal)  # kept in memory, and in the journal's .delivered file
+        self._written = self._delivered + len(waiting)
         for entry in waiting:  # a resumed run's undelivered writes go first
             self._queue.put(entry)
         self._worker = threading.Thread(target=self._deliver, daemon=True, name="mlflow-outbox")
@@ -132,8 +133,9 @@ class Outbox:
             if not self._send(entry):
                 return  # closing, and the server is still away: the journal keeps the rest
             with self._lock:
+                self._delivered += 1
                 with atomic_path(delivered_path(self.journal)) as partial_path:
-                    partial_path.write_text(str(delivered(self.journal) + 1))
+                    partial_path.write_text(str(self._delivered))
 
     def _send(self, entry: dict) -> bool:
         """Delivers one write, trying again while the server is away; False when closing ran out of time."""
@@ -169,7 +171,7 @@ class Outbox:
         self._queue.put(None)
         self._worker.join(timeout=wait + 1.0)
         with self._lock:
-            undelivered = self._written - delivered(self.journal)
+            undelivered = self._written - self._delivered
             if undelivered == 0:
                 self.journal.unlink(missing_ok=True)
                 delivered_path(self.journal).unlink(missing_ok=True)

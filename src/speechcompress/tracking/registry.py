@@ -12,7 +12,14 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from speechcompress.tracking.compare import CHAMPION, LATENCY, Row, RunFigures, higher_is_better
+from speechcompress.tracking.compare import (
+    CHAMPION,
+    LATENCY,
+    QUALITY_COLUMNS,
+    Row,
+    RunFigures,
+    higher_is_better,
+)
 
 
 def pick_champion(rows: list[Row], metric: str, cost: str, max_bytes: float | None = None,
@@ -48,8 +55,7 @@ def register(client: MlflowClient, name: str, experiment: str, row: Row, run: Ru
     tags = {"bytes": f"{m[cost]:.0f}", "cost": cost, "rtf": f"{m.get(LATENCY, float('nan')):.5f}",
             metric: f"{m[metric]:.4f}", f"{metric} mean": f"{row.quality:.4f}", "seeds": str(row.n),
             "recipe": row.name, "experiment": experiment, "run_name": run.name,
-            **{k: f"{v:.4f}" for k, v in m.items() if k.split("/")[0] in ("test", "test_unseen", "test_real")
-               and k.split("/")[-1] in ("pesq", "stoi", "si_sdr", "f1", "auc", "noise_false_alarm")},
+            **{k: f"{m[k]:.4f}" for k in QUALITY_COLUMNS if k in m},
             **{f"swept.{k}": v for k, v in run.swept.items()},
             **{f"budget.{k}": str(v) for k, v in budget.items() if v is not None}}
     version = client.create_model_version(name, f"runs:/{run.run_id}/model", run_id=run.run_id, tags=tags,
