@@ -3,24 +3,28 @@ inputs of any batch size and length.
 
 - RNNoise and FRCRN: `noisy [B, T] → enhanced [B, T]`, the model's forward with its STFT written
   for ONNX: frames cut by reshaping (`unfold` does not export on a time axis of dynamic length)
-  and the FFTs as ONNX's DFT operator (ONNX has no complex tensors and torch's exporter no FFT).
+  and the FFTs as small matrix products (`export.dft`: ONNX has no complex tensors, torch's
+  exporter no FFT, and ONNX Runtime's DFT operator is slow at these lengths).
   The networks, band energies, cepstrum and masks are the models' own modules and methods; FRCRN's
   training-time STFT is made of fixed convolutions whose kernels would be 3.3 MB of the file.
 - FSMN-VAD: `fbank [B, frames + lookahead, n_mels] → logits [B, frames, classes]`: the network from
   its log-mel input (CMVN, LFR stacking, layers), as FunASR's runtime also feeds its model features;
   `features.fbank.padded_fbank` computes that input from audio, for the model and the runtime alike.
-- Streaming steps: RNNoise's one hop (`RNNoiseStepGraph`), its state explicit; FSMN-VAD's block of
-  frames with its FSMN caches explicit (`FSMNVADStepGraph`), in FunASR's form.
+- Streaming steps: RNNoise's K hops per call (`RNNoiseStepGraph`), its state one explicit tensor;
+  FSMN-VAD's block of frames with its FSMN caches explicit (`FSMNVADStepGraph`), in FunASR's form.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechcompress.export import dft
+from speechcompress.export.folding import for_deployment
 from speechcompress.models.complex import sqrt_hann
 from speechcompress.models.frcrn import FRCRN, complex_multiply
 from speechcompress.models.fsmn_vad import FSMNVAD
@@ -35,33 +39,6 @@ class GraphSpec:
     kind: str  # "denoiser" (waveform → enhanced) or "vad" (fbank → logits)
     input_name: str
     output_name: str
-
-
-class _RFFT(torch.autograd.Function):
-    """`torch.fft.rfft` of the last axis (length n, zero-padded) as a real tensor [..., n//2 + 1, 2]
-    (real, imaginary); exported as ONNX's DFT operator."""
-
-    @staticmethod
-    def forward(ctx, frames: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.view_as_real(torch.fft.rfft(frames, n=n, dim=-1))
-
-    @staticmethod
-    def symbolic(g, frames, n: int):
-        signal = g.op("Unsqueeze", frames, g.op("Constant", value_t=torch.tensor([-1])))
-        return g.op("DFT", signal, g.op("Constant", value_t=torch.tensor(n)), axis_i=-2, onesided_i=1)
-
-
-class _IRFFT(torch.autograd.Function):
-    """`torch.fft.irfft` (length n) of a spectrum given as [..., bins, 2]; exported as ONNX's inverse DFT."""
-
-    @staticmethod
-    def forward(ctx, spectrum: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.fft.irfft(torch.view_as_complex(spectrum.contiguous()), n=n, dim=-1)
-
-    @staticmethod
-    def symbolic(g, spectrum, n: int):
-        signal = g.op("DFT", spectrum, g.op("Constant", value_t=torch.tensor(n)), axis_i=-2, inverse_i=1, onesided_i=1)
-        return g.op("Squeeze", signal, g.op("Constant", value_t=torch.tensor([-1])))
 
 
 def _frames(padded: torch.Tensor, hop: int, per_frame: int) -> torch.Tensor:
@@ -82,7 +59,7 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
 
 
 class RNNoiseGraph(nn.Module):
-    """RNNoise's forward with ONNX's DFT: equal to `model(noisy).enhanced` up to rounding."""
+    """RNNoise's forward with `export.dft`'s transforms: equal to `model(noisy).enhanced` up to rounding."""
 
     def __init__(self, model: RNNoise) -> None:
         super().__init__()
@@ -93,91 +70,141 @@ class RNNoiseGraph(nn.Module):
         length = noisy.shape[1]
         blocks = (length + hop - 1) // hop  # the frames of `stft`: one hop of zeros in front, look-ahead behind
         padded = F.pad(noisy.float(), (hop, (blocks + 2) * hop - length))
-        spectrum = _RFFT.apply(_frames(padded, hop, 2) * model.window, 2 * hop)  # [B, blocks + 2, bins, 2]
-        energy = spectrum.square().sum(-1) * 32768.0**2 @ model.filterbank.T
+        spectrum = dft.rfft(_frames(padded, hop, 2) * model.window, 2 * hop)  # [B, blocks + 2, 2, bins]
+        energy = spectrum.square().sum(-2) * 32768.0**2 @ model.filterbank.T
         cepstrum = model.cepstrum(energy)
         history = model._silence_cepstrum(1).expand_as(cepstrum[:, :2])
         features = F.pad(model._with_deltas(cepstrum, history), (0, 0, 3, 0))
         gains, _, _ = model._network(features)
-        spread = (gains @ model.filterbank).unsqueeze(-1)
-        chunks = _IRFFT.apply(spectrum[:, :-1] * spread, 2 * hop) * model.window
+        spread = (gains @ model.filterbank).unsqueeze(-2)
+        chunks = dft.irfft(spectrum[:, :-1] * spread, 2 * hop) * model.window
         return _overlap_add(chunks, hop)[:, hop : hop + length]
 
 
-def _gru_cell(gru: nn.GRU, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """One step of a one-layer `gru` ([B, in], [B, H] → [B, H]) written as matrix products (exported
-    as MatMul, which dynamic INT8 quantizes, where ONNX's GRU operator stays fp32)."""
-    gi = torch.matmul(x, gru.weight_ih_l0.t()) + gru.bias_ih_l0
-    gh = torch.matmul(h, gru.weight_hh_l0.t()) + gru.bias_hh_l0
-    i_r, i_z, i_n = gi.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return (1 - z) * n + z * h
+class _GRU(torch.autograd.Function):
+    """A one-layer GRU over time-major x [K, B, in] from h [B, H], stream b running its first
+    lengths[b] positions (0 ≤ lengths[b] ≤ K) → (outputs [K, B, H], valid at each stream's first
+    lengths[b] positions; the state after them [B, H], zeros where lengths[b] = 0, as ONNX Runtime
+    gives it). Exported as ONNX's GRU operator with `sequence_lens`: the recurrence inside one
+    kernel, however many hops."""
+
+    @staticmethod
+    def forward(ctx, x, h, lengths, w_ih, w_hh, b_ih, b_hh, size: int):
+        outputs, states = torch.zeros(*x.shape[:2], size), torch.zeros_like(h)
+        for b, length in enumerate(lengths.tolist()):
+            state = h[b : b + 1]
+            for t in range(length):
+                gi, gh = x[t, b : b + 1] @ w_ih.T + b_ih, state @ w_hh.T + b_hh
+                (i_r, i_z, i_n), (h_r, h_z, h_n) = gi.chunk(3, -1), gh.chunk(3, -1)
+                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                state = (1 - z) * torch.tanh(i_n + r * h_n) + z * state
+                outputs[t, b] = states[b] = state[0]
+        return outputs, states
+
+    @staticmethod
+    def symbolic(g, x, h, lengths, w_ih, w_hh, b_ih, b_hh, size: int):
+        def onnx_gates(weight):  # torch orders the gates (r, z, n), ONNX (z, r, h)
+            r, z, n = (g.op("Slice", weight, g.op("Constant", value_t=torch.tensor([i * size])),
+                            g.op("Constant", value_t=torch.tensor([(i + 1) * size])),
+                            g.op("Constant", value_t=torch.tensor([0]))) for i in range(3))
+            return g.op("Concat", z, r, n, axis_i=0)
+
+        first, second = (g.op("Constant", value_t=torch.tensor([axis])) for axis in (0, 1))
+        w = g.op("Unsqueeze", onnx_gates(w_ih), first)
+        r = g.op("Unsqueeze", onnx_gates(w_hh), first)
+        bias = g.op("Unsqueeze", g.op("Concat", onnx_gates(b_ih), onnx_gates(b_hh), axis_i=0), first)
+        outputs, last = g.op("GRU", x, w, r, bias, lengths, g.op("Unsqueeze", h, first),
+                             hidden_size_i=size, linear_before_reset_i=1, outputs=2)
+        return g.op("Squeeze", outputs, second), g.op("Squeeze", last, first)
 
 
-def _conv_frames(conv: nn.Conv1d, frames: torch.Tensor) -> torch.Tensor:
-    """An unpadded Conv1d along time on a few frames [B, L, in] → [B, L − k + 1, out], as one matrix
-    product of the stacked windows (MatMul in the graph)."""
-    k = conv.kernel_size[0]
-    windows = torch.cat([frames[:, i : frames.shape[1] - (k - 1 - i)] for i in range(k)], dim=-1)  # [B, L−k+1, k·in]
-    matrix = conv.weight.permute(2, 1, 0).reshape(k * conv.in_channels, conv.out_channels)  # rows tap-major
-    return torch.matmul(windows, matrix) + conv.bias
+def _gru(gru: nn.GRU, x: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor):
+    """`lengths`: int32 [B]."""
+    return _GRU.apply(x, h, lengths, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0,
+                      gru.hidden_size)
 
 
 class RNNoiseStepGraph(nn.Module):
-    """RNNoise's `step` with every piece of state an input and an output, of fixed shape.
+    """RNNoise's streaming step on K hops at a time (K any number per call: the time axis is
+    dynamic), its whole state one tensor in and out, of fixed size, zeros at the start of a stream:
 
-    Every state is zeros at the start of a stream. `started` (0 at the start, 1 after the first hop)
-    stands for the step's first call, which only fills the feature context: with it 0 the output
-    and the overlap and GRU states are held and the cepstral history is silence's, so feeding hops
-    through this graph equals `model.step` hop for hop.
+        chunk [B, K · hop], state [B, S] → enhanced_chunk [B, K · hop], next_state [B, S]
+
+    Hop for hop it computes what `model.step` does, so the output is the whole-signal forward's
+    delayed by `model.latency_samples`, whatever K each call takes. The hops' spectra, features,
+    convolutions and inverse DFTs are computed side by side; only the GRUs run through the hops,
+    each in ONNX's GRU kernel. The state's parts, in order (`state_layout`): the previous hop, the
+    two cepstra before (less the cepstrum of silence, so that a new stream's zeros are a history
+    of silence, as `model.init_state` has it), the four feature frames before (the convolutions'
+    context), the last hop's spectrum (its output waits for the next hop: the look-ahead), the
+    overlap-add tail, the three GRU states, and a `started` flag: 0 at the start of a stream,
+    where the first hop only fills the context (its network output is dropped and the GRUs do
+    not advance over it).
     """
-
-    STATE = ("previous_chunk", "cepstra", "features", "pending", "overlap", "gru1", "gru2", "gru3", "started")
 
     def __init__(self, model: RNNoise) -> None:
         super().__init__()
         self.model = model
 
-    def state_shapes(self) -> dict[str, list[int]]:
-        """Shapes of one stream's state (batch 1), zeros at its start."""
+    def state_layout(self) -> dict[str, list[int]]:
+        """{part: its shape in one stream}, in the order the state tensor holds them flattened."""
         m = self.model
-        return {"previous_chunk": [1, m.hop], "cepstra": [1, 2, m.n_bands], "features": [1, 4, m.n_features],
-                "pending": [1, m.hop + 1, 2], "overlap": [1, m.hop], **{f"gru{i + 1}": [1, size] for i, size in
-                enumerate(list(m.sizes.values())[2:])}, "started": [1, 1]}
+        grus = {f"gru{i + 1}": [size] for i, size in enumerate(list(m.sizes.values())[2:])}
+        return {"previous_chunk": [m.hop], "cepstra": [2, m.n_bands], "features": [4, m.n_features],
+                "pending": [2, m.hop + 1], "overlap": [m.hop], **grus, "started": [1]}
 
-    def forward(self, chunk, previous_chunk, cepstra, features, pending, overlap, gru1, gru2, gru3, started):
-        m, hop = self.model, self.model.hop
-        spectrum = _RFFT.apply(torch.cat([previous_chunk, chunk], dim=-1) * m.window, 2 * hop)  # [B, bins, 2]
-        energy = (spectrum.square().sum(-1) * 32768.0**2 @ m.filterbank.T).unsqueeze(1)
-        cepstrum = m.cepstrum(energy)  # [B, 1, bands]
-        # before the first hop the cepstral history is that of silence (as `init_state` has it), so
-        # that every state of a new stream is zeros
-        cepstra = started.unsqueeze(-1) * cepstra + (1 - started.unsqueeze(-1)) * m._silence_cepstrum(1)
-        context = torch.cat([features, m._with_deltas(cepstrum, cepstra)], dim=1)  # [B, 5, features]
-        x = torch.tanh(_conv_frames(m.conv2, torch.tanh(_conv_frames(m.conv1, context))))[:, 0]  # [B, cond]
-        h1 = _gru_cell(m.gru1, x, gru1)
-        h2 = _gru_cell(m.gru2, h1, gru2)
-        h3 = _gru_cell(m.gru3, h2, gru3)
-        joined = torch.cat([x, h1, h2, h3], dim=-1)
-        gains = torch.sigmoid(torch.matmul(joined, m.dense_out.weight.t()) + m.dense_out.bias)
-        time = _IRFFT.apply(pending * (gains @ m.filterbank).unsqueeze(-1), 2 * hop) * m.window
-        out = started * (overlap + time[:, :hop])
+    def state_size(self) -> int:
+        return sum(math.prod(shape) for shape in self.state_layout().values())
 
-        def held(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-            return started * new + (1 - started) * old
+    def _unpack(self, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts, start = {}, 0
+        for name, shape in self.state_layout().items():
+            size = math.prod(shape)
+            part = state[:, start : start + size]
+            parts[name] = part if len(shape) == 1 else part.reshape(-1, *shape)
+            start += size
+        return parts
 
-        return (out, chunk, torch.cat([cepstra[:, 1:], cepstrum], dim=1), context[:, 1:], spectrum,
-                held(time[:, hop:], overlap), held(h1, gru1), held(h2, gru2), held(h3, gru3), torch.ones_like(started))
+    def forward(self, chunk: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m, hop, s = self.model, self.model.hop, self._unpack(state)
+        frames = _frames(torch.cat([s["previous_chunk"], chunk], dim=-1), hop, 2) * m.window  # [B, K, 2·hop]
+        spectrum = dft.rfft(frames, 2 * hop)  # [B, K, 2, bins]
+        cepstrum = m.cepstrum(spectrum.square().sum(-2) * 32768.0**2 @ m.filterbank.T)  # [B, K, bands]
+        started = s["started"]  # [B, 1]
+        silence = m._silence_cepstrum(1)  # the state holds the cepstra less silence's: zeros start a stream with silence
+        history = s["cepstra"] + silence
+        context = torch.cat([s["features"], m._with_deltas(cepstrum, history)], dim=1)  # [B, 4 + K, features]
+        x = torch.tanh(m.conv2(torch.tanh(m.conv1(context.transpose(1, 2))))).transpose(1, 2)  # [B, K, cond]
+
+        # a new stream's first hop has no output (its conv frame lacks the frames before the stream):
+        # there the GRUs run over hops 1 … K−1, moved one place to the front, and their gains back
+        fresh = (1 - started).unsqueeze(-1)  # [B, 1, 1]: 1 where the stream starts with this call
+        x = x + fresh * (torch.cat([x[:, 1:], x[:, -1:]], dim=1) - x)
+        lengths = (x.shape[1] - fresh.flatten()).int()
+        x = x.transpose(0, 1)  # time-major, as ONNX's GRU takes it
+        y1, h1 = _gru(m.gru1, x, s["gru1"], lengths)
+        y2, h2 = _gru(m.gru2, y1, s["gru2"], lengths)
+        y3, h3 = _gru(m.gru3, y2, s["gru3"], lengths)
+        gains = torch.sigmoid(m.dense_out(torch.cat([x, y1, y2, y3], dim=-1))).transpose(0, 1)  # [B, K, bands]
+        # (a new stream's hop 0 keeps a gain of the shifted row: its pending spectrum is zeros)
+        gains = gains + fresh * (torch.cat([gains[:, :1], gains[:, :-1]], dim=1) - gains)
+
+        # hop k's output: the spectrum of the hop before it (the look-ahead), then overlap-add
+        pending = torch.cat([s["pending"].unsqueeze(1), spectrum[:, :-1]], dim=1)
+        time = dft.irfft(pending * (gains @ m.filterbank).unsqueeze(-2), 2 * hop) * m.window
+        tails = torch.cat([s["overlap"].unsqueeze(1), time[:, :, hop:]], dim=1)  # [B, K + 1, hop]
+        out = (time[:, :, :hop] + tails[:, :-1]).flatten(1)
+        following = [chunk[:, -hop:], torch.cat([history, cepstrum], dim=1)[:, -2:] - silence, context[:, -4:],
+                     spectrum[:, -1], tails[:, -1], h1, h2, h3, torch.ones_like(started)]
+        return out, torch.cat([part if part.dim() == 2 else part.flatten(1) for part in following], dim=1)
 
 
 class FRCRNGraph(nn.Module):
-    """FRCRN's forward with its STFT as ONNX's DFT: equal to `model(noisy).enhanced` up to rounding."""
+    """FRCRN's forward with its STFT through `export.dft`: equal to `model(noisy).enhanced` up to rounding."""
 
     def __init__(self, model: FRCRN) -> None:
         super().__init__()
-        self.model = model
+        self.model = for_deployment(model)  # batch norms folded, transposed convs as convs
         stft = model.stft
         window = sqrt_hann(stft.win_length)
         overlap = (window**2).reshape(-1, stft.hop_length).sum(0).mean()  # as ConvSTFT's synthesis divides by it
@@ -190,11 +217,11 @@ class FRCRNGraph(nn.Module):
         length = noisy.shape[1]
         front, back = stft.padding(length)
         frames = _frames(F.pad(noisy.float(), (front, back)), hop, win // hop) * self.analysis_window
-        spectrum = _RFFT.apply(frames, stft.n_fft).permute(0, 3, 2, 1)  # [B, 2, bins, frames], as ConvSTFT's
+        spectrum = dft.rfft(frames, stft.n_fft).permute(0, 2, 3, 1)  # [B, 2, bins, frames], as ConvSTFT's
         stage1 = model.unet1(spectrum)
         stage2 = model.unet2(stage1)
         masked = complex_multiply(spectrum, torch.tanh(stage1) + torch.tanh(stage2))
-        chunks = _IRFFT.apply(masked.permute(0, 3, 2, 1), stft.n_fft)[..., :win] * self.synthesis_window
+        chunks = dft.irfft(masked.permute(0, 3, 1, 2), stft.n_fft)[..., :win] * self.synthesis_window
         return _overlap_add(chunks, hop)[:, front : front + length]
 
 

@@ -21,6 +21,7 @@ import onnx
 import torch
 from torch import nn
 
+from speechcompress.export import dft
 from speechcompress.export.graphs import STEP_SPEC, GraphSpec, RNNoiseStepGraph, graph_for
 from speechcompress.export.onnx_files import compact_names, write_metadata
 from speechcompress.export.runtime import OnnxModel
@@ -29,7 +30,7 @@ from speechcompress.files import atomic_path
 OPSET = 17
 # The largest difference allowed between ONNX Runtime's fp32 output and torch's, relative to the
 # largest magnitude of torch's output (at least 1): waveforms in [−1, 1], VAD logits of a few units.
-# Both compute in fp32; RNNoise's graph takes its DFT as a matrix product where torch uses an FFT,
+# Both compute in fp32; the graphs take their DFTs as matrix products where torch uses an FFT,
 # which rounds differently (measured: about 1e-6 on the waveform).
 PARITY_TOLERANCE = 1e-4
 
@@ -60,7 +61,7 @@ def frontend_settings(model: nn.Module, spec: GraphSpec) -> dict[str, float]:
 
 def max_difference(path: str | Path, model: nn.Module, spec: GraphSpec, wave: torch.Tensor) -> float:
     """Largest |file − model| on the waveform batch `wave`, relative to max(1, largest |model|): the
-    file run as the CLI runs it (`runtime.OnnxModel`: streamed hop by hop for a step graph, the fbank
+    file run as the CLI runs it (`runtime.OnnxModel`: streamed `stream.hops` hops a call for a step graph, the fbank
     computed first for a VAD), the model's own forward as the reference (its enhanced waveform or
     its logits)."""
     with torch.no_grad():
@@ -83,8 +84,11 @@ def export_graph(model: nn.Module, graph: nn.Module, spec: GraphSpec, inputs: di
         with warnings.catch_warnings():  # the TorchScript exporter's notes on traced shapes
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, tuple(inputs.values()), str(partial), input_names=list(inputs),
-                              output_names=outputs, opset_version=OPSET, dynamo=False, dynamic_axes=dynamic_axes)
+                              output_names=outputs, opset_version=OPSET, dynamo=False, dynamic_axes=dynamic_axes,
+                              # the denoisers' DFT tables, built when the file loads (export.dft)
+                              custom_opsets={dft.DOMAIN: 1} if spec.kind == "denoiser" else None)
         proto = onnx.load(str(partial))
+        dft.expand_tables(proto)
         write_metadata(proto, {"family": spec.family, "kind": spec.kind, "input": spec.input_name,
                                "output": spec.output_name, "sample_rate": model.sample_rate,
                                "frontend": frontend_settings(model, spec), "precision": "fp32", **metadata})
@@ -122,17 +126,18 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] 
 
 
 def export_stream_onnx(model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None,
-                       tolerance: float = PARITY_TOLERANCE) -> Exported:
-    """Writes RNNoise's one-hop `step` as an fp32 ONNX graph, its state as explicit inputs and
-    outputs (`next_NAME`), all zeros at the start of a stream. Its parity check streams a batch
-    through the file hop by hop and compares it with the model's whole-signal forward."""
+                       tolerance: float = PARITY_TOLERANCE, hops: int = 8) -> Exported:
+    """Writes RNNoise's streaming step (`graphs.RNNoiseStepGraph`: any number of hops per call, the
+    state one tensor) as an fp32 ONNX graph; `hops`: how many a call takes by default (the
+    metadata's `stream.hops`, which `OnnxModel` feeds). Its parity check streams a batch through the
+    file, `hops` at a time, and compares it with the model's whole-signal forward."""
     with on_cpu_in_eval(model):
         graph, spec = RNNoiseStepGraph(model).eval(), STEP_SPEC
-        shapes = graph.state_shapes()
-        inputs = {"chunk": torch.randn(2, model.hop) * 0.1,
-                  **{name: torch.zeros([2, *shape[1:]]) for name, shape in shapes.items()}}
-        outputs = [spec.output_name, *(f"next_{name}" for name in shapes)]
-        axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
-        stream = {"hop": model.hop, "latency": model.latency_samples, "state": shapes}
+        inputs = {"chunk": torch.randn(2, 3 * model.hop) * 0.1, "state": torch.zeros(2, graph.state_size())}
+        outputs = [spec.output_name, "next_state"]
+        axes = {"chunk": {0: "batch", 1: "time"}, spec.output_name: {0: "batch", 1: "time"},
+                "state": {0: "batch"}, "next_state": {0: "batch"}}
+        stream = {"hop": model.hop, "hops": hops, "latency": model.latency_samples,
+                  "state": {"state": [1, graph.state_size()]}, "layout": graph.state_layout()}
         return export_graph(model, graph, spec, inputs, outputs, axes, Path(path), {"stream": stream, **(metadata or {})},
-                       tolerance)
+                            tolerance)

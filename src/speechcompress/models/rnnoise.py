@@ -106,7 +106,7 @@ class RNNoiseLayers(nn.Module):
 class RNNoise(RNNoiseLayers):
     """RNNoise at any rate, on this project's light features (see the module docstring)."""
 
-    # what it ships as (the `export` config group's exporters ask): a whole-signal graph, and a one-hop step graph
+    # what it ships as (the `export` config group's exporters ask): a whole-signal graph, and a streaming step graph
     family, formats = "rnnoise", ("onnx", "rnnoise_step")
 
     def __init__(
