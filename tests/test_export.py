@@ -1,6 +1,8 @@
 """Export to ONNX: parity with torch for every family, INT8 files that really hold 8-bit kernels,
 exported files in the CLI in place of checkpoints, and the end-of-run measurements in MLflow."""
 
+import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from speechcompress.cli import main
 from speechcompress.config import compose_config
+from speechcompress.export import dft
 from speechcompress.export.exporter import ExportContext, Written, write_all
+from speechcompress.export.folding import ConvTransposeAsConv, for_deployment
 from speechcompress.export.onnx import (
     PARITY_TOLERANCE,
     ParityError,
@@ -21,10 +25,11 @@ from speechcompress.export.onnx import (
     export_stream_onnx,
 )
 from speechcompress.export.onnx_files import read_metadata
+from speechcompress.export.onnx_files import session as onnx_session
 from speechcompress.export.quantize import (
     depthwise_conv_nodes,
     fixed_table_nodes,
-    quantize_dynamic_int8,
+    quantize_weights_int8,
     quantized_ops,
 )
 from speechcompress.export.registry import exporters
@@ -82,37 +87,97 @@ def test_export_matches_torch_at_any_batch_and_length(family, tmp_path):
     assert (ours - theirs).abs().max() <= PARITY_TOLERANCE
 
 
-def test_the_rnnoise_step_graph_streams_like_the_model_and_int8_reaches_its_grus(tmp_path):
+def test_the_rnnoise_step_graph_takes_any_hops_per_call_and_equals_the_whole_signal_file(tmp_path):
     model = _trained_a_little(RNNoise())  # the default sizes: 1.2 M parameters, mostly GRU
-    exported = export_stream_onnx(model, tmp_path / "step.onnx")
-    assert exported.max_abs_difference <= PARITY_TOLERANCE  # streamed hop by hop against the offline forward
-    meta = read_metadata(exported.path)
-    assert meta["stream"]["hop"] == 160 and meta["stream"]["latency"] == 320
+    whole = export_onnx(model, tmp_path / "model.onnx")
+    exported = export_stream_onnx(model, tmp_path / "step.onnx", hops=8)
+    assert exported.max_abs_difference <= PARITY_TOLERANCE  # streamed 8 hops a call against the offline forward
+    stream = read_metadata(exported.path)["stream"]
+    assert stream["hop"] == 160 and stream["latency"] == 320 and stream["hops"] == 8
+    assert stream["state"] == {"state": [1, sum(math.prod(shape) for shape in stream["layout"].values())]}
+    noisy = torch.randn(2, 160 * 37 + 55) * 0.1  # not a whole number of calls for any of them
+    reference = OnnxModel(whole.path)(noisy).enhanced
+    for hops in (1, 2, 3, 8):
+        assert (OnnxModel(exported.path, hops=hops)(noisy).enhanced - reference).abs().max() <= 1e-5
     # hop for hop against torch's own step, from a fresh stream
-    noisy = torch.randn(1, 160 * 12) * 0.1
     state, expected = model.init_state(1), []
-    for chunk in noisy.split(160, dim=1):
+    for chunk in noisy[:1, : 160 * 12].split(160, dim=1):
         out, state = model.step(chunk, state)
         expected.append(out)
-    got = OnnxModel(exported.path)(noisy).enhanced
+    got = OnnxModel(exported.path, hops=4)(noisy[:1, : 160 * 12]).enhanced
     assert (got[:, : 160 * 10] - torch.cat(expected, dim=1)[:, 320:]).abs().max() <= PARITY_TOLERANCE
-    int8 = quantize_dynamic_int8(exported.path, tmp_path / "step_int8.onnx")
-    ops = quantized_ops(int8)
-    assert ops["MatMul"] == (9, 12)  # conv1, conv2, 3 GRUs × (input, recurrent), gains; not the filterbank, DCT
+    # the step's INT8 copy is weight-only: it reaches the GRUs, which hold most of the weights
+    int8 = quantize_weights_int8(exported.path, tmp_path / "step_int8.onnx")
+    assert quantized_ops(int8)["GRU"] == (3, 3)
     assert int8.stat().st_size <= 0.35 * exported.path.stat().st_size
 
 
-def test_the_profile_splits_a_step_file_time_among_its_ops(tmp_path):
-    from speechcompress.export.profile import OUTSIDE, op_profile
+def test_streams_of_one_batch_may_start_at_different_calls(tmp_path):
+    """Each stream's `started` flag is its own: a batch can hold a new stream beside one under way."""
+    model = _trained_a_little(FAMILIES["rnnoise"]())
+    path = export_stream_onnx(model, tmp_path / "step.onnx").path
+    session = onnx_session(path)
+    size = read_metadata(path)["stream"]["state"]["state"][1]
+    a, b = (torch.randn(1, 160 * 9).numpy() * 0.1 for _ in range(2))
 
-    exported = export_stream_onnx(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "step.onnx")
-    shares = op_profile(exported.path, seconds=0.5)
-    assert sum(shares.values()) == pytest.approx(1.0)
-    assert {"DFT", "MatMul", OUTSIDE} <= set(shares) and all(share >= 0 for share in shares.values())
+    def alone(signal: np.ndarray, calls: list[int]) -> list[np.ndarray]:
+        state, outs, start = np.zeros((1, size), np.float32), [], 0
+        for hops in calls:
+            out, state = session.run(None, {"chunk": signal[:, start : start + 160 * hops], "state": state})
+            outs.append(out)
+            start += 160 * hops
+        return outs
+
+    first_a = alone(a, [3])[0]
+    _, state_a = session.run(None, {"chunk": a[:, : 160 * 3], "state": np.zeros((1, size), np.float32)})
+    # call 2 of stream a beside call 1 of stream b, in one batch
+    together, _ = session.run(None, {"chunk": np.concatenate([a[:, 480:960], b[:, :480]]),
+                                     "state": np.concatenate([state_a, np.zeros((1, size), np.float32)])})
+    assert np.abs(together[0] - alone(a, [3, 3])[1][0]).max() <= 1e-6
+    assert np.abs(together[1] - alone(b, [3])[0][0]).max() <= 1e-6
+    assert np.abs(first_a[:, :160]).max() == 0  # a new stream's first hop is its look-ahead: no output yet
+
+
+def test_the_exported_dfts_equal_torchs_and_build_their_tables_when_loaded(tmp_path):
+    class RoundTrip(torch.nn.Module):
+        def forward(self, frames):
+            spectrum = dft.rfft(frames, 640)
+            return spectrum, dft.irfft(spectrum * 0.5, 640)
+
+    path = tmp_path / "dft.onnx"
+    frames = torch.randn(3, 5, 640)
+    torch.onnx.export(RoundTrip(), (frames,), str(path), input_names=["frames"], output_names=["spectrum", "half"],
+                      opset_version=17, dynamo=False, dynamic_axes={"frames": {0: "b", 1: "f"}},
+                      custom_opsets={dft.DOMAIN: 1})
+    proto = onnx.load(str(path))
+    dft.expand_tables(proto)
+    onnx.save(proto, str(path))
+    assert path.stat().st_size < 20_000  # tables of 2 × 321 × 321 numbers would be 1.6 MB
+    other = torch.randn(2, 7, 640)  # another batch and frame count than the trace's
+    spectrum, half = onnx_session(path).run(None, {"frames": other.numpy()})
+    expected = torch.fft.rfft(other)
+    scale = expected.abs().max()
+    assert np.abs(spectrum[..., 0, :] - expected.real.numpy()).max() <= 1e-6 * scale
+    assert np.abs(spectrum[..., 1, :] - expected.imag.numpy()).max() <= 1e-6 * scale
+    assert np.abs(half - 0.5 * other.numpy()).max() <= 1e-5
+
+
+def test_frcrn_exports_with_its_batch_norms_folded_and_its_transposed_convs_as_convs(tmp_path):
+    model = _trained_a_little(FAMILIES["frcrn"]())
+    for kf, kt, padding in [(5, 2, 1), (4, 2, 1), (3, 1, 0), (6, 3, 2)]:  # odd and even kernels, any time padding
+        weight, bias, x = torch.randn(6, 4, kf, kt), torch.randn(4), torch.randn(2, 6, 9, 11)
+        expected = torch.nn.functional.conv_transpose2d(x, weight, bias, stride=(2, 1), padding=(0, padding))
+        assert (ConvTransposeAsConv(weight, bias, padding)(x) - expected).abs().max() <= 1e-5
+    noisy = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        assert (for_deployment(model)(noisy).enhanced - model(noisy).enhanced).abs().max() <= 1e-5
+    exported = export_onnx(model, tmp_path / "model.onnx")
+    ops = Counter(node.op_type for node in onnx.load(str(exported.path)).graph.node)
+    assert ops["BatchNormalization"] == 0 and ops["ConvTranspose"] == 0 and ops["Conv"] > 0
 
 
 def test_a_parity_failure_names_the_difference_and_keeps_no_file(tmp_path):
-    # ONNX Runtime's DFT and torch's FFT round differently, which a zero tolerance refuses
+    # the graph's DFT tables and torch's FFT round differently, which a zero tolerance refuses
     with pytest.raises(ParityError, match=r"differs from torch's by up to \d"):
         export_onnx(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "model.onnx", tolerance=0.0)
     assert not list(tmp_path.iterdir())
@@ -129,33 +194,44 @@ def test_dynamic_int8_quantizes_every_matmul_of_the_vad_but_not_its_depthwise_me
     assert read_metadata(files["onnx_int8"])["precision"] == "dynamic-int8"
 
 
-def test_dynamic_int8_leaves_gru_and_conv_transpose_in_fp32_and_static_reaches_conv_transpose(tmp_path):
+def test_dynamic_int8_leaves_grus_fp32_and_static_runs_every_frcrn_conv_but_the_edges_in_int8(tmp_path):
     rnnoise = export_files(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "rnnoise")
     ops = quantized_ops(rnnoise["onnx_int8"])
     assert ops["GRU"] == (0, 3) and ops["Conv"] == (2, 2)
-    assert ops["MatMul"][0] == 1  # the gains head; the filterbank and DCT products stay fp32
+    assert ops["MatMul"][0] == 1  # the gains head; the filterbank, DCT and DFT products stay fp32
     model = _trained_a_little(FAMILIES["frcrn"]())
     files = export_files(model, tmp_path / "dynamic")
     dynamic = quantized_ops(files["onnx_int8"])
     depthwise = len(depthwise_conv_nodes(onnx.load(str(files["onnx"]))))  # the FSMN memories: left fp32
-    assert dynamic["ConvTranspose"][0] == 0 and dynamic["Conv"][0] == dynamic["Conv"][1] - depthwise > 0
-    assert depthwise > 0
-    assert dynamic["MatMul"][0] == dynamic["MatMul"][1] > 0
+    assert dynamic["Conv"][0] == dynamic["Conv"][1] - depthwise > 0 and depthwise > 0
+    assert dynamic["MatMul"][0] == dynamic["MatMul"][1] - 4 > 0  # all but the 4 DFT products
     calibration = [np.random.default_rng(i).standard_normal((2, 16000)).astype(np.float32) * 0.1 for i in range(2)]
-    static = quantized_ops(export_files(model, tmp_path / "static", quantize="static-int8",
-                                        calibration=calibration)["onnx_int8"])
-    assert static["ConvTranspose"][0] == static["ConvTranspose"][1] > 0
-    assert static["Conv"][0] == static["Conv"][1] > 0
+    static = export_files(model, tmp_path / "static", quantize="static-int8", calibration=calibration)["onnx_int8"]
+    ops = quantized_ops(static)
+    assert "ConvTranspose" not in ops  # the decoders are convs (export.folding)
+    assert ops["Conv"][0] == ops["Conv"][1] - 2 > 0  # all but the first and last layers (export.fp32_edges)
+    assert "QLinearConv" in integer_kernels_run(static)  # and ONNX Runtime runs them in INT8
+
+
+def integer_kernels_run(path: Path) -> set[str]:
+    """The op types of the graph ONNX Runtime optimises `path` into and runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(path.with_suffix(".optimized.onnx"))
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
 
 
 def test_static_int8_reaches_what_the_readme_says_for_rnnoise_and_the_vad(tmp_path):
     calibration = [np.random.default_rng(i).standard_normal((2, 16000)).astype(np.float32) * 0.1 for i in range(2)]
     rnnoise = quantized_ops(export_files(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "rnnoise",
                                          quantize="static-int8", calibration=calibration)["onnx_int8"])
-    assert rnnoise["Conv"] == (2, 2) and rnnoise["GRU"] == (0, 3) and rnnoise["MatMul"][0] == 1  # as dynamic
+    # conv2 only: conv1 (the first layer) and the gains head (the last) stay fp32, and no INT8 GRU exists
+    assert rnnoise["Conv"] == (1, 2) and rnnoise["GRU"] == (0, 3) and rnnoise["MatMul"][0] == 0
     vad = _trained_a_little(FAMILIES["fsmn_vad"]())  # calibrated on the fbank of the same waveforms
     ops = quantized_ops(export_files(vad, tmp_path / "vad", quantize="static-int8", calibration=calibration)["onnx_int8"])
-    assert ops["MatMul"][0] == ops["MatMul"][1] > 0 and ops["Conv"] == (2, 2)  # the memories too (2 layers)
+    assert ops["MatMul"][0] == ops["MatMul"][1] - 2 > 0 and ops["Conv"] == (2, 2)  # the memories too (2 layers)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -173,8 +249,8 @@ def test_weight_only_int8_reaches_every_learned_weight_and_keeps_fp32_outputs_cl
     assert sum(quantized for quantized, _ in ops.values()) > 0
     if family == "rnnoise":  # what no other mode reaches
         assert ops["GRU"] == (3, 3)
-    if family == "frcrn":
-        assert ops["ConvTranspose"][0] == ops["ConvTranspose"][1] > 0
+    if family == "frcrn":  # the decoders, convs in the graph (export.folding)
+        assert ops["Conv"][0] == ops["Conv"][1] > 0
     proto = onnx.load(str(files["onnx_int8"]))
     codes = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8}
     assert codes and all(np.abs(c).max() <= 127 for c in codes.values())
@@ -203,6 +279,24 @@ def test_an_exported_denoiser_runs_in_enhance_like_its_checkpoint(tiny_run, tmp_
     torch_out, onnx_out = (sf.read(tmp_path / f"{name}.wav")[0] for name in ("torch", "onnx"))
     assert np.abs(torch_out).max() > 0.01
     assert np.abs(torch_out - onnx_out).max() <= 2 * 2**-15  # the same signal up to 16-bit rounding
+    # torch.compile is for a checkpoint's torch model: an exported file is refused, saying so
+    assert main(["enhance", "--checkpoint", str(run / "export" / "model.onnx"), "--compile", str(tmp_path / "in.wav"),
+                 str(tmp_path / "compiled.wav")]) == 2
+    assert not (tmp_path / "compiled.wav").exists()
+
+
+@pytest.mark.slow
+def test_enhance_compile_writes_what_the_checkpoint_writes_and_reports_its_compile_time_apart(tiny_run, tmp_path, capsys):
+    cfg, _ = tiny_run
+    (checkpoint,) = Path(cfg.paths.experiments_dir).glob("runs/rnnoise/*/checkpoints/best-*.ckpt")
+    wave = 0.05 * np.random.default_rng(1).standard_normal(16000 * 25)  # windows of 10 s and a shorter last one
+    sf.write(tmp_path / "in.wav", wave, 16000, subtype="FLOAT")
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        assert main(["enhance", "--checkpoint", str(checkpoint), *extra, "--float", str(tmp_path / "in.wav"),
+                     str(tmp_path / f"{name}.wav")]) == 0
+    assert re.search(r"compiled the model in \d+\.\d s", capsys.readouterr().err)
+    plain, compiled = (sf.read(tmp_path / f"{name}.wav")[0] for name in ("plain", "compiled"))
+    assert np.abs(plain - compiled).max() <= 1e-4
 
 
 def test_an_exported_vad_runs_in_vad_like_its_checkpoint_and_refuses_a_denoiser(tiny_vad_run, tiny_run, tmp_path,

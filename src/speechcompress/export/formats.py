@@ -5,7 +5,7 @@
 | `OnnxFile`      | model.onnx (fp32, parity-checked)        | onnx                              | onnx                |
 | `QuantizedOnnx` | model_int8.onnx (dynamic / static / weight-only INT8) | onnx_int8            | onnx                |
 | `HalfOnnx`      | model_fp16.onnx (for GPUs)               | onnx_fp16                         | onnx                |
-| `RNNoiseStep`   | step.onnx (one hop, state explicit), step_int8.onnx | onnx_stream, onnx_stream_int8 | rnnoise_step |
+| `RNNoiseStep`   | step.onnx (K hops a call, state explicit), step_int8.onnx | onnx_stream, onnx_stream_int8 | rnnoise_step |
 | `FunASRStep`    | funasr/ (FunASR's model folder)          | onnx_stream, onnx_stream_int8     | funasr              |
 | `LibRNNoiseFile`| rnnoise_weights.bin (librnnoise's)       | rnnoise_c                         | rnnoise_c           |
 
@@ -29,6 +29,7 @@ from speechcompress.export.funasr import export_funasr, funasr_config
 from speechcompress.export.graphs import graph_for
 from speechcompress.export.onnx import export_onnx, export_stream_onnx
 from speechcompress.export.quantize import (
+    CALIBRATIONS,
     convert_fp16,
     quantize_dynamic_int8,
     quantize_static_int8,
@@ -65,29 +66,38 @@ def fp32_file(model: nn.Module, folder: Path, context: ExportContext) -> Path:
     return context.written["onnx"].path
 
 
+CALIBRATION_SECONDS = 2.0  # of each item: ONNX Runtime's calibrator holds every activation of an input at once
+
+
 @torch.no_grad()
 def calibration_inputs(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], count: int) -> list[np.ndarray]:
-    """The whole-signal graph's inputs for the first `count` of `batches` (the run's training data):
-    their noisy waveforms, or the VAD's fbank of them."""
+    """The whole-signal graph's inputs from the first `count` of `batches` (the run's training data):
+    each item's noisy waveform (its first CALIBRATION_SECONDS), or the VAD's fbank of it, one input
+    per item (a batch of FRCRN's activations at once would take tens of gigabytes)."""
     _, spec = graph_for(model)
     inputs = []
     for batch in itertools.islice(batches, count):
-        noisy = batch["noisy"].float().cpu()
-        inputs.append((model.fbank(noisy) if spec.kind == "vad" else noisy).numpy())
+        for noisy in batch["noisy"].float().cpu()[:, : int(CALIBRATION_SECONDS * model.sample_rate)].split(1):
+            inputs.append((model.fbank(noisy) if spec.kind == "vad" else noisy).numpy())
     return inputs
 
 
 class QuantizedOnnx(OnnxFile):
     """model_int8.onnx from model.onnx (`export.quantize`): `mode` one of QUANTIZE_MODES, or None for
-    no INT8 file; static-int8 calibrates on `calibration_batches` of the run's training batches."""
+    no INT8 file; static-int8 calibrates on `calibration_batches` of the run's training batches by
+    `calibration` (one of `quantize.CALIBRATIONS`) and keeps `fp32_edges` layers at each end in fp32."""
 
     keys = ("onnx_int8",)
 
-    def __init__(self, mode: str | None = "dynamic-int8", calibration_batches: int = 4) -> None:
+    def __init__(self, mode: str | None = "dynamic-int8", calibration_batches: int = 4,
+                 calibration: str = "percentile", fp32_edges: int = 1) -> None:
         if mode not in (None, *QUANTIZE_MODES):
             raise ValueError(f"export.quantize={mode} is not a quantization: use one of {', '.join(QUANTIZE_MODES)} "
                              f"or null")
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"export.calibration={calibration}: use one of {', '.join(CALIBRATIONS)}")
         self.mode, self.calibration_batches = mode, calibration_batches
+        self.calibration, self.fp32_edges = calibration, fp32_edges
 
     def applies(self, model: nn.Module) -> bool:
         return self.mode is not None and super().applies(model)
@@ -98,7 +108,7 @@ class QuantizedOnnx(OnnxFile):
             if context.training_batches is None:
                 raise ValueError("static-int8 needs calibration inputs: the run's training batches")
             calibration = calibration_inputs(model, context.training_batches(), self.calibration_batches)
-            path = quantize_static_int8(source, target, calibration)
+            path = quantize_static_int8(source, target, calibration, self.calibration, self.fp32_edges)
         elif self.mode == "weight-only-int8":
             path = quantize_weights_int8(source, target)
         else:
@@ -123,22 +133,26 @@ class HalfOnnx(OnnxFile):
 
 
 class RNNoiseStep(OnnxFile):
-    """RNNoise's one-hop step graph, its state explicit (step.onnx), and with `quantize` its dynamic
-    INT8 copy (step_int8.onnx: its GRU cells are matrix products, which dynamic INT8 reaches;
-    calibrating a step graph would need its states)."""
+    """RNNoise's streaming step graph, its state one explicit tensor (step.onnx: any number of hops
+    per call, `hops` by default), and when `quantize` names any INT8 mode its weight-only INT8
+    copy (step_int8.onnx): ONNX Runtime has no dynamic INT8 GRU, and the GRUs hold most of the
+    weights; a step graph is not calibrated (that would need its states). Weight-only INT8 reaches
+    every learned weight and runs as fast as fp32."""
 
     needs, keys = "rnnoise_step", ("onnx_stream", "onnx_stream_int8")
 
-    def __init__(self, quantize: str | None = "dynamic-int8") -> None:
-        self.quantize = quantize
+    def __init__(self, quantize: str | None = "dynamic-int8", hops: int = 8) -> None:
+        if hops < 1:
+            raise ValueError(f"export.stream_hops={hops}: a step call takes at least one hop")
+        self.quantize, self.hops = quantize, hops
 
     def write(self, model: nn.Module, folder: Path, context: ExportContext) -> list[Written]:
-        step = export_stream_onnx(model, folder / "step.onnx", context.settings)
-        files = [Written("onnx_stream", step.path, "ONNX step fp32", lossy=False,
+        step = export_stream_onnx(model, folder / "step.onnx", context.settings, hops=self.hops)
+        files = [Written("onnx_stream", step.path, f"ONNX step fp32, {self.hops} hops a call", lossy=False,
                          figures=_parity(step.max_abs_difference))]
         if self.quantize:
-            files.append(Written("onnx_stream_int8", quantize_dynamic_int8(step.path, folder / "step_int8.onnx"),
-                                 "ONNX step dynamic-int8", lossy=True))
+            files.append(Written("onnx_stream_int8", quantize_weights_int8(step.path, folder / "step_int8.onnx"),
+                                 "ONNX step weight-only-int8", lossy=True))
         return files
 
 

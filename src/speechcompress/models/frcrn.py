@@ -58,7 +58,9 @@ def complex_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack([ar * br - ai * bi, ar * bi + ai * br], dim=1)
 
 
-class _ConvBlock(nn.Module):
+class ConvBlock(nn.Module):
+    """A complex conv (or transposed conv), its batch norm, LeakyReLU: each encoder and decoder."""
+
     def __init__(self, conv: nn.Module, channels: int) -> None:
         super().__init__()
         self.conv, self.norm, self.act = conv, ComplexBatchNorm2d(channels), nn.LeakyReLU()
@@ -84,7 +86,7 @@ class ComplexUNet(nn.Module):
         sizes = frequency_sizes(bins, kernels)
         depth = len(kernels)
         self.encoders = nn.ModuleList(
-            _ConvBlock(ComplexConv2d(1 if i == 0 else channels, channels, (kf, kt), stride=(2, 1), padding=(0, kt - 1)),
+            ConvBlock(ComplexConv2d(1 if i == 0 else channels, channels, (kf, kt), stride=(2, 1), padding=(0, kt - 1)),
                        channels) for i, (kf, kt) in enumerate(kernels))
         self.encoder_fsmn = nn.ModuleList(ComplexFSMN(channels, fsmn_hidden, fsmn_order, "frequency")
                                           for _ in range(depth - 1))
@@ -97,7 +99,7 @@ class ComplexUNet(nn.Module):
             kernel_t = kernels[level][1]
             inputs = channels if i == 0 else 2 * channels  # after the first, the skip is concatenated
             outputs = 1 if i == depth - 1 else channels
-            decoders.append(_ConvBlock(ComplexConvTranspose2d(inputs, outputs, (kernel_f, kernel_t), stride=(2, 1),
+            decoders.append(ConvBlock(ComplexConvTranspose2d(inputs, outputs, (kernel_f, kernel_t), stride=(2, 1),
                                                               padding=(0, kernel_t - 1)), outputs))
         self.decoders = nn.ModuleList(decoders)
         self.decoder_fsmn = nn.ModuleList(ComplexFSMN(channels, fsmn_hidden, fsmn_order, "frequency")
