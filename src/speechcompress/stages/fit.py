@@ -13,6 +13,7 @@ from speechcompress.checkpoints import AtomicCheckpointIO, save_task
 from speechcompress.compression.structured import shrink_task
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, cluster_plugins
 from speechcompress.stages.plan import Plan
+from speechcompress.stages.throughput import Throughput
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.logger import RunLogger, build_logger
 from speechcompress.tracking.mlflow import RunIdInCheckpoint, log_config
@@ -44,7 +45,7 @@ def fit_and_test(plan: Plan) -> Fitted:
         log_config(logger, plan.cfg)
     interruption = SaveOnSignal(plan.folder.last_checkpoint)
     trainer = pl.Trainer(**plan.cfg.trainer, logger=logger or False,
-                         callbacks=[checkpoint, RunIdInCheckpoint(), interruption, *plan.compression],
+                         callbacks=[checkpoint, RunIdInCheckpoint(), interruption, Throughput(), *plan.compression],
                          plugins=[AtomicCheckpointIO(), *cluster_plugins()], default_root_dir=str(plan.folder.root))
     resume = str(plan.resume_path) if plan.resume_path else None
     try:
