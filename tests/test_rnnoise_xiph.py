@@ -289,3 +289,29 @@ def test_a_small_student_distilled_from_the_shipped_model_gives_gains_closer_to_
           + ", ".join(f"{name} {value:.3f}" for name, value in distance.items()))
     assert distance["distilled"] < 0.85 * distance["task-only"]  # measured 0.277 against 0.367
     assert distance["distilled"] < 0.85 * distance["untrained"]  # and 0.375
+
+
+def test_xiphs_front_end_in_the_loaders_workers_gives_the_training_step_what_the_model_computes_itself():
+    """The front-end (analysis, clean targets) moves to the DataLoader's worker processes: the
+    training loss is the same to the bit, and the enhanced signal is still there when read."""
+    import functools
+
+    from speechcompress.data.datamodule import collate_with
+    from speechcompress.models.rnnoise_xiph import training_inputs
+    from speechcompress.tasks.losses import XiphRNNoiseLoss
+
+    torch.manual_seed(0)
+    model = XiphRNNoise(cond_size=32, gru_size=48).train()
+    items = [{"noisy": torch.from_numpy(_gliding_voice(1.0, seed=i)).float() / 32768.0 + 0.01 * torch.randn(48000),
+              "clean": torch.from_numpy(_gliding_voice(1.0, seed=i)).float() / 32768.0,
+              "vad": torch.ones(100)} for i in range(4)]
+    loader = torch.utils.data.DataLoader(items, batch_size=2, num_workers=1,
+                                         collate_fn=functools.partial(collate_with, training_inputs))
+    loss = XiphRNNoiseLoss()
+    for batch in loader:
+        assert set(model.training_input_names) | {"xiph_clean_energy"} <= set(batch)
+        fast = model(batch["noisy"], **{name: batch[name] for name in model.training_input_names})
+        plain = model(batch["noisy"])
+        without = {key: value for key, value in batch.items() if key != "xiph_clean_energy"}
+        assert loss(model, fast, batch)["loss"].item() == loss(model, plain, without)["loss"].item()
+        assert torch.equal(fast.enhanced, plain.enhanced)

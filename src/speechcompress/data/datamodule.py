@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechcompress.data.mixing import pad_collate
 
 DatasetFactory = Callable[..., Dataset]
+
+
+def collate_with(inputs: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+                 items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """`pad_collate` of the items, each with `inputs(item)` added (in the loader's worker processes)."""
+    return pad_collate([{**item, **inputs(item)} for item in items])
 
 
 class AudioDataModule(pl.LightningDataModule):
@@ -39,6 +47,9 @@ class AudioDataModule(pl.LightningDataModule):
         self.shuffle_train = shuffle_train
         self.real = real
         self.datasets: dict[str, Dataset | None] = {}
+        # a model's per-item front-end for training (e.g. `XiphRNNoise.training_inputs`), run in the
+        # DataLoader's workers, its outputs added to each item: set by whoever pairs data and model
+        self.training_inputs: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
 
     def prepare_data(self) -> None:
         # Runs on one process before setup: generates any synthetic cache once for all ranks.
@@ -61,8 +72,9 @@ class AudioDataModule(pl.LightningDataModule):
         return items
 
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        collate = functools.partial(collate_with, self.training_inputs) if train and self.training_inputs else pad_collate
         return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=train and self.shuffle_train,
-                          drop_last=train, num_workers=self.num_workers, collate_fn=pad_collate,
+                          drop_last=train, num_workers=self.num_workers, collate_fn=collate,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -53,6 +53,8 @@ def plan(cfg: DictConfig) -> Plan:
     resume_path, resume_run_id = resume_state(cfg, folder)
     datamodule = instantiate(cfg.data)
     task = build_task(cfg)
+    # a model's training front-end (xiph's analysis) runs in the training loader's workers
+    datamodule.training_inputs = getattr(task.model, "training_inputs", None)
     if cfg.get("init") and not resume_path:
         start_from(task, cfg.init)
     compression, steps = build_compression(cfg), planned_steps(cfg, datamodule)  # a run without an end is refused

@@ -72,7 +72,9 @@ class DenoiseTask(SpeechTask):
         return self.loss_fn(model, output, batch)["loss"]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        output = self.model(batch["noisy"])
+        # what the loader's workers computed of the model's front-end (`training_inputs`), if anything
+        computed = {name: batch[name] for name in getattr(self.model, "training_input_names", ()) if name in batch}
+        output = self.model(batch["noisy"], **computed)
         return self.log_training_loss(batch, output, self.loss_fn(self.model, output, batch))
 
     # --- evaluation ----------------------------------------------------------------------------

@@ -62,7 +62,9 @@ class XiphRNNoiseLoss:
 
     def __call__(self, model, output, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.autocast(batch["clean"].device.type, enabled=False):
-            clean, noisy = model.analysis_band_energy(batch["clean"]).float(), output.band_energy.float()
+            # the clean band energies: from the loader's workers when they computed them (`training_inputs`)
+            clean = batch["xiph_clean_energy"] if "xiph_clean_energy" in batch else model.analysis_band_energy(batch["clean"])
+            clean, noisy = clean.float(), output.band_energy.float()
             gain = torch.sqrt((clean + 1e-3) / (noisy + 1e-3)).clamp(max=1.0)
             quiet = (clean < self.quiet_band) & (noisy < self.quiet_band)
             silent = noisy.sum(dim=-1, keepdim=True) < self.silent_frame
