@@ -96,6 +96,20 @@ def enhance_waveform(model: nn.Module, wave: np.ndarray, sample_rate: int, windo
     return np.pad(out, (0, max(0, len(wave) - len(out))))[: len(wave)]
 
 
+def compile_model(model: nn.Module, sample_rate: int, seconds: float = 4.0) -> tuple[nn.Module, float]:
+    """`torch.compile(model, dynamic=True)` (symbolic lengths: one compilation serves every window
+    and file length) and the seconds its compilation took: a first pass over `seconds` of noise,
+    which compiles it, so that the files after it run the compiled code only."""
+    import time
+
+    compiled = torch.compile(model, dynamic=True)
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled(torch.zeros(1, int(seconds * sample_rate), device=device))
+    return compiled, time.perf_counter() - start
+
+
 @torch.inference_mode()
 def speech_probabilities(model: nn.Module, wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono float32 `wave` at `sample_rate` → speech probability per 10 ms frame from the start, float32."""

@@ -73,12 +73,28 @@ def model_arguments(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
                                         "runs:/RUN_ID/model, or a model folder")
     p.add_argument("--tracking-uri", help=TRACKING_HELP + "; where --model's models:/ and runs:/ live")
     p.add_argument("--device", default="cpu", help="for --checkpoint (exported files and MLflow Models run on the CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="run a checkpoint's torch model through torch.compile: faster on long files, after a "
+                        "compilation of seconds to minutes, printed apart (not for exported files)")
 
 
 def open_source(args: argparse.Namespace, kind: str):
-    """The model of --checkpoint or --model (see `open_model`)."""
-    if args.model is None:
-        return open_model(args.checkpoint, kind, args.device)
+    """The model of --checkpoint or --model (see `open_model`), compiled with --compile."""
+    task = open_model(args.checkpoint, kind, args.device) if args.model is None else open_logged_model(args, kind)
+    if getattr(args, "compile", False):
+        from speechcompress.export.deployed import Deployed
+        from speechcompress.inference import compile_model
+
+        if isinstance(task, Deployed):  # an exported file, which runs in its own runtime
+            raise ValueError(f"--compile compiles a checkpoint's torch model; {args.checkpoint or args.model} runs "
+                             f"in its own runtime: leave --compile out")
+        task.model, seconds = compile_model(task.model, task.sample_rate)
+        print(f"compiled the model in {seconds:.1f} s (torch.compile; not counted in the files' times)", file=sys.stderr)
+    return task
+
+
+def open_logged_model(args: argparse.Namespace, kind: str):
+    """The task of a run's MLflow Model (--model URI)."""
     import mlflow.pyfunc
 
     from speechcompress.config import tracking_uri
