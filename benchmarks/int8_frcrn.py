@@ -28,15 +28,15 @@ import onnxruntime as ort
 import torch
 from hydra.utils import instantiate
 
-from speechcompress.checkpoints import load_task, read_checkpoint
-from speechcompress.config import compose_config, tracking_uri
+from speechcompress.checkpoints import load_task
+from speechcompress.config import compose_config
 from speechcompress.evaluation.measure import real_time_factor
 from speechcompress.export.exporter import ExportContext, write_all
 from speechcompress.export.profile import op_profile
 from speechcompress.export.registry import exporters, load
 from speechcompress.models.frcrn import FRCRN
 from speechcompress.run_layout import RunFolder
-from speechcompress.tracking.mlflow import RUN_ID_KEY
+from speechcompress.tracking.mlflow import log_to_checkpoint_run
 
 SCHEMES = ("fp32", "dynamic-int8", "static-int8", "weight-only-int8")
 INTEGER_KERNELS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul",
@@ -67,6 +67,41 @@ def integer_kernels(path: Path) -> str:
     return ", ".join(found) + f"; fp32 Conv {ops['Conv'] + ops['FusedConv']}, MatMul {ops['MatMul'] + ops['FusedMatMul']}"
 
 
+def published_model(name: str) -> FRCRN:
+    """FRCRN at the size of model config `name`, random weights and BatchNorm statistics away from
+    0 and 1 (as a trained model's), in eval mode."""
+    model = instantiate(compose_config([f"model={name}"]).model).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for buffer_name, buffer in model.named_buffers():
+            if "running_var" in buffer_name:
+                buffer.uniform_(0.5, 2.0)
+    return model
+
+
+def table(files: dict[str, dict[str, Path]], task, test_loader, threads: list[int], seconds: float,
+          repeats: int) -> tuple[list[str], dict[str, float]]:
+    """The table's lines (bytes, RTF per thread count, the test quality of the first model: the
+    trained one, what runs in INT8) and its figures for MLflow."""
+    lines = ["| model | scheme | bytes | " + " | ".join(f"RTF, {t} thr" for t in threads)
+             + " | PESQ-wb | SI-SDR | what runs in INT8 |", "|---" * (6 + len(threads)) + "|"]
+    figures: dict[str, float] = {}
+    for (name, schemes), scheme in itertools.product(files.items(), SCHEMES):
+        path = schemes[scheme]
+        rtfs = [real_time_factor(load(path, threads=t), task.sample_rate, seconds, repeats, threads=t)["latency/rtf"]
+                for t in threads]
+        quality = task.score(load(path, threads=2), test_loader()) if name == next(iter(files)) else {}
+        key = f"bench/int8/{name.split()[0]}/{scheme}"
+        figures |= {f"{key}/rtf_{t}thr": rtf for t, rtf in zip(threads, rtfs, strict=True)}
+        figures |= {f"{key}/{metric}": value for metric, value in quality.items() if metric in ("pesq", "si_sdr")}
+        cells = [name, scheme, f"{path.stat().st_size:,}", *(f"{rtf:.4f}" for rtf in rtfs),
+                 f"{quality['pesq']:.3f}" if quality else "", f"{quality['si_sdr']:.2f}" if quality else "",
+                 integer_kernels(path)]
+        lines.append("| " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return lines, figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a trained FRCRN (+experiment=frcrn_small)")
@@ -79,60 +114,26 @@ def main() -> int:
 
     task = load_task(args.checkpoint)
     data = instantiate(RunFolder.of_checkpoint(args.checkpoint.resolve()).run_config().data)
-    published = instantiate(compose_config([f"model={args.published}"]).model).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():  # BatchNorm statistics away from 0 and 1, as a trained model's
-        for name, buffer in published.named_buffers():
-            if "running_var" in name:
-                buffer.uniform_(0.5, 2.0)
-    assert isinstance(published, FRCRN)
     out = Path(tempfile.mkdtemp(prefix="int8_frcrn_"))
     # the trained model calibrates on its run's training batches; the published size (random weights:
     # for speed alone) on four half-second items of noise, as its activations take 0.3 GB per second each
     noise = [{"noisy": torch.randn(1, task.sample_rate // 2) * 0.1} for _ in range(4)]
     models = {"frcrn_small (trained)": (task.model, data.train_dataloader),
-              f"{args.published} (published size)": (published, lambda: iter(noise))}
+              f"{args.published} (published size)": (published_model(args.published), lambda: iter(noise))}
     files = {name: export_schemes(model, out / str(i), task.deploy_settings(), batches)
              for i, (name, (model, batches)) in enumerate(models.items())}
-
-    lines = ["| model | scheme | bytes | " + " | ".join(f"RTF, {t} thr" for t in args.threads)
-             + " | PESQ-wb | SI-SDR | what runs in INT8 |", "|---" * (6 + len(args.threads)) + "|"]
-    figures: dict[str, float] = {}
-    for (name, schemes), scheme in itertools.product(files.items(), SCHEMES):
-        path = schemes[scheme]
-        rtfs = [real_time_factor(load(path, threads=t), task.sample_rate, args.seconds, args.repeats,
-                                 threads=t)["latency/rtf"] for t in args.threads]
-        quality = {}
-        if name.startswith("frcrn_small"):
-            quality = task.score(load(path, threads=2), data.split_loader("test"))
-        key = f"bench/int8/{name.split()[0]}/{scheme}"
-        figures |= {f"{key}/rtf_{t}thr": rtf for t, rtf in zip(args.threads, rtfs, strict=True)}
-        figures |= {f"{key}/{metric}": value for metric, value in quality.items() if metric in ("pesq", "si_sdr")}
-        cells = [name, scheme, f"{path.stat().st_size:,}", *(f"{rtf:.4f}" for rtf in rtfs),
-                 f"{quality['pesq']:.3f}" if quality else "", f"{quality['si_sdr']:.2f}" if quality else "",
-                 integer_kernels(path)]
-        lines.append("| " + " | ".join(cells) + " |")
-        print(lines[-1], flush=True)
-
+    lines, figures = table(files, task, lambda: data.split_loader("test"), args.threads, args.seconds, args.repeats)
     profiles = []
-    for name, schemes in files.items():
-        for scheme in SCHEMES:
-            shares = op_profile(schemes[scheme], args.seconds)
-            top = ", ".join(f"{op} {100 * share:.0f} %" for op, share in list(shares.items())[:6])
-            profiles.append(f"- {name}, {scheme}: {top}")
+    for (name, schemes), scheme in itertools.product(files.items(), SCHEMES):
+        shares = op_profile(schemes[scheme], args.seconds)
+        profiles.append(f"- {name}, {scheme}: " + ", ".join(f"{op} {100 * share:.0f} %"
+                                                            for op, share in list(shares.items())[:6]))
     report = "\n".join([*lines, "", "Where the time goes (ONNX Runtime's profiler, one thread, share of wall time):",
                         *profiles]) + "\n"
     print("\n" + report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "int8_frcrn.md").write_text(report)
-    run_id = read_checkpoint(args.checkpoint).get(RUN_ID_KEY)
-    if run_id:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri(None))
-        for metric, value in figures.items():
-            client.log_metric(run_id, metric, value)
-        print(f"logged to MLflow run {run_id}")
+    log_to_checkpoint_run(args.checkpoint, figures)
     return 0
 
 

@@ -27,14 +27,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from speechcompress.checkpoints import read_checkpoint
-from speechcompress.config import tracking_uri
 from speechcompress.evaluation.measure import peak_memory
 from speechcompress.evaluation.speech_quality import pesq_wb
 from speechcompress.inference import enhance_batch, enhance_waveform, window_starts
 from speechcompress.run_layout import RunFolder
 from speechcompress.tasks.denoise import load_denoiser
-from speechcompress.tracking.mlflow import RUN_ID_KEY
+from speechcompress.tracking.mlflow import log_to_checkpoint_run
 
 
 def test_audio(checkpoint: Path, seconds: float) -> tuple[np.ndarray, np.ndarray]:
@@ -113,14 +111,7 @@ def main() -> int:
         figures[f"bench/peak_mb_{minutes:g}min"] = result["memory/peak_mb"]
         print(f"  {minutes:g} min: peak memory +{result['memory/peak_mb']:.0f} MiB (of which the output array "
               f"{60 * minutes * task.sample_rate * 4 / 2**20:.0f} MiB), real-time factor {result['rtf']:.3f}")
-    run_id = read_checkpoint(args.checkpoint).get(RUN_ID_KEY)
-    if run_id:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri(None))
-        for name, value in figures.items():
-            client.log_metric(run_id, name, value)
-        print(f"logged to MLflow run {run_id}")
+    log_to_checkpoint_run(args.checkpoint, figures)
     return 0
 
 

@@ -133,3 +133,19 @@ def log_lineage(client, run_id: str, datamodule) -> None:
             inputs.append(DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, LINEAGE_CONTEXTS.get(split, split))]))
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
+
+
+def log_to_checkpoint_run(checkpoint: str | Path, figures: dict[str, float]) -> str | None:
+    """Logs a benchmark's `figures` to the MLflow run that wrote `checkpoint` (in the default
+    tracking store) and says so; returns the run's id, or None for a checkpoint of no run."""
+    from mlflow.tracking import MlflowClient
+
+    from speechcompress.checkpoints import read_checkpoint
+
+    run_id = read_checkpoint(checkpoint).get(RUN_ID_KEY)
+    if run_id:
+        client = MlflowClient(tracking_uri(None))
+        for name, value in figures.items():
+            client.log_metric(run_id, name, value)
+        print(f"logged to MLflow run {run_id}")
+    return run_id
