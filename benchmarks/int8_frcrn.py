@@ -61,6 +61,7 @@ def integer_kernels(path: Path) -> str:
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")
         options.intra_op_num_threads = 1
+        options.log_severity_level = 3  # not its warning that an optimised file is for this machine alone
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         ops = Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
     found = [f"{op} {ops[op]}" for op in INTEGER_KERNELS if ops[op]]
