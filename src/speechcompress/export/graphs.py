@@ -82,27 +82,21 @@ class RNNoiseGraph(nn.Module):
 
 
 class _GRU(torch.autograd.Function):
-    """A one-layer GRU over time-major x [K, B, in] from h [B, H], stream b running its first
-    lengths[b] positions (0 ≤ lengths[b] ≤ K) → (outputs [K, B, H], valid at each stream's first
-    lengths[b] positions; the state after them [B, H], zeros where lengths[b] = 0, as ONNX Runtime
-    gives it). Exported as ONNX's GRU operator with `sequence_lens`: the recurrence inside one
-    kernel, however many hops."""
+    """A one-layer GRU over time-major x [K, B, in] from h [B, H] → (outputs [K, B, H], the last
+    state [B, H]). Exported as ONNX's GRU operator: the recurrence inside one kernel, however many hops."""
 
     @staticmethod
-    def forward(ctx, x, h, lengths, w_ih, w_hh, b_ih, b_hh, size: int):
-        outputs, states = torch.zeros(*x.shape[:2], size), torch.zeros_like(h)
-        for b, length in enumerate(lengths.tolist()):
-            state = h[b : b + 1]
-            for t in range(length):
-                gi, gh = x[t, b : b + 1] @ w_ih.T + b_ih, state @ w_hh.T + b_hh
-                (i_r, i_z, i_n), (h_r, h_z, h_n) = gi.chunk(3, -1), gh.chunk(3, -1)
-                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                state = (1 - z) * torch.tanh(i_n + r * h_n) + z * state
-                outputs[t, b] = states[b] = state[0]
-        return outputs, states
+    def forward(ctx, x, h, w_ih, w_hh, b_ih, b_hh, size: int):
+        outputs, state = [], h
+        for step in x:
+            (i_r, i_z, i_n), (h_r, h_z, h_n) = (step @ w_ih.T + b_ih).chunk(3, -1), (state @ w_hh.T + b_hh).chunk(3, -1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            state = (1 - z) * torch.tanh(i_n + r * h_n) + z * state
+            outputs.append(state)
+        return torch.stack(outputs), state
 
     @staticmethod
-    def symbolic(g, x, h, lengths, w_ih, w_hh, b_ih, b_hh, size: int):
+    def symbolic(g, x, h, w_ih, w_hh, b_ih, b_hh, size: int):
         def onnx_gates(weight):  # torch orders the gates (r, z, n), ONNX (z, r, h)
             r, z, n = (g.op("Slice", weight, g.op("Constant", value_t=torch.tensor([i * size])),
                             g.op("Constant", value_t=torch.tensor([(i + 1) * size])),
@@ -113,15 +107,43 @@ class _GRU(torch.autograd.Function):
         w = g.op("Unsqueeze", onnx_gates(w_ih), first)
         r = g.op("Unsqueeze", onnx_gates(w_hh), first)
         bias = g.op("Unsqueeze", g.op("Concat", onnx_gates(b_ih), onnx_gates(b_hh), axis_i=0), first)
-        outputs, last = g.op("GRU", x, w, r, bias, lengths, g.op("Unsqueeze", h, first),
+        no_lengths = g.op("prim::Constant")  # an omitted optional input: every stream runs all K hops
+        no_lengths.setType(torch._C.OptionalType.ofTensor())
+        outputs, last = g.op("GRU", x, w, r, bias, no_lengths, g.op("Unsqueeze", h, first),
                              hidden_size_i=size, linear_before_reset_i=1, outputs=2)
         return g.op("Squeeze", outputs, second), g.op("Squeeze", last, first)
 
 
-def _gru(gru: nn.GRU, x: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor):
-    """`lengths`: int32 [B]."""
-    return _GRU.apply(x, h, lengths, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0,
-                      gru.hidden_size)
+HELD = 20.0  # an update gate's input at least this: sigmoid = 1 − 2e-9, which is 1 in fp32
+
+
+def _with_reset_input(gru: nn.GRU) -> tuple[torch.Tensor, float]:
+    """`gru`'s input weights with one more input, a reset, and the value of that input that holds
+    the GRU's state for a hop (h' = z·h + (1 − z)·n with z = 1 exactly) whatever its other inputs
+    in [−1, 1] and state in [−1, 1]. The reset's weight on each update-gate row is that row's
+    largest input weight (1 where the row is zero), so the weight-only INT8 copy's per-row scales
+    are the same as without it and the reset's weight is exact in int8."""
+    size, w_ih = gru.hidden_size, gru.weight_ih_l0.detach()
+    z = slice(size, 2 * size)  # torch's gate order: r, z, n
+    reach = (w_ih[z].abs().sum(1) + gru.weight_hh_l0.detach()[z].abs().sum(1)
+             + gru.bias_ih_l0.detach()[z].abs() + gru.bias_hh_l0.detach()[z].abs())  # |the gate's input| ≤ reach
+    column = torch.zeros(3 * size, 1)
+    largest = w_ih[z].abs().amax(1)
+    column[z, 0] = torch.where(largest > 0, largest, torch.ones_like(largest))
+    return torch.cat([w_ih, column], dim=1), float(((reach + HELD) / column[z, 0]).max())
+
+
+def _delta_kernel(model: RNNoise) -> torch.Tensor:
+    """`model._with_deltas` as a convolution over three cepstra, weight [n_features, n_bands, 3]
+    (tap k reads the cepstrum 2 − k hops back): it is linear, so its response to each unit
+    cepstrum at each of the three positions is its kernel, exactly."""
+    bands = model.n_bands
+    taps = []
+    for k in range(3):
+        unit = torch.zeros(bands, 3, bands)
+        unit[:, k] = torch.eye(bands)
+        taps.append(model._with_deltas(unit[:, 2:], unit[:, :2])[:, 0].T)  # [n_features, bands]
+    return torch.stack(taps, dim=-1)
 
 
 class RNNoiseStepGraph(nn.Module):
@@ -133,24 +155,39 @@ class RNNoiseStepGraph(nn.Module):
     Hop for hop it computes what `model.step` does, so the output is the whole-signal forward's
     delayed by `model.latency_samples`, whatever K each call takes. The hops' spectra, features,
     convolutions and inverse DFTs are computed side by side; only the GRUs run through the hops,
-    each in ONNX's GRU kernel. The state's parts, in order (`state_layout`): the previous hop, the
-    two cepstra before (less the cepstrum of silence, so that a new stream's zeros are a history
-    of silence, as `model.init_state` has it), the four feature frames before (the convolutions'
+    each in ONNX's GRU kernel. Every op is one the network needs: a step call's time is mostly the
+    runtime's cost per node, so the graph keeps them few (the deltas as one convolution, a new
+    stream's first hop as a GRU input, below).
+
+    The state's parts, in order (`state_layout`): the previous hop, the two cepstra before (less
+    the cepstrum of silence, so that a new stream's zeros are a history of silence, as
+    `model.init_state` has it), the four feature frames before, channel-major (the convolutions'
     context), the last hop's spectrum (its output waits for the next hop: the look-ahead), the
-    overlap-add tail, the three GRU states, and a `started` flag: 0 at the start of a stream,
-    where the first hop only fills the context (its network output is dropped and the GRUs do
-    not advance over it).
+    overlap-add tail, the three GRU states, and a `started` flag: 0 at the start of a stream, whose
+    first hop only fills the context. There the network's output is dropped (it meets the pending
+    spectrum, zeros) and the GRUs do not advance: each takes one more input, a reset, set on that
+    hop only, whose weight holds the update gate at 1 (`_with_reset_input`).
     """
 
     def __init__(self, model: RNNoise) -> None:
         super().__init__()
         self.model = model
+        silence = model._silence_cepstrum(1)[0, 0]  # [bands]
+        kernel = _delta_kernel(model)
+        self.register_buffer("delta_kernel", kernel, persistent=False)
+        # features of cepstra less silence: the same conv, plus what silence contributes through it
+        self.register_buffer("delta_bias", kernel.sum(-1) @ silence, persistent=False)
+        self.register_buffer("silence", silence, persistent=False)
+        held = [_with_reset_input(gru) for gru in (model.gru1, model.gru2, model.gru3)]
+        for i, (weight, _) in enumerate(held):  # a parameter, written as an initializer, as the weights it stands for
+            setattr(self, f"gru{i + 1}_input_weight", nn.Parameter(weight, requires_grad=False))
+        self.reset_value = max(value for _, value in held)
 
     def state_layout(self) -> dict[str, list[int]]:
         """{part: its shape in one stream}, in the order the state tensor holds them flattened."""
         m = self.model
         grus = {f"gru{i + 1}": [size] for i, size in enumerate(list(m.sizes.values())[2:])}
-        return {"previous_chunk": [m.hop], "cepstra": [2, m.n_bands], "features": [4, m.n_features],
+        return {"previous_chunk": [m.hop], "cepstra": [2, m.n_bands], "features": [m.n_features, 4],
                 "pending": [2, m.hop + 1], "overlap": [m.hop], **grus, "started": [1]}
 
     def state_size(self) -> int:
@@ -165,37 +202,35 @@ class RNNoiseStepGraph(nn.Module):
             start += size
         return parts
 
+    def _gru(self, i: int, x: torch.Tensor, h: torch.Tensor, reset: torch.Tensor):
+        gru = getattr(self.model, f"gru{i}")
+        return _GRU.apply(torch.cat([x, reset], dim=-1), h, getattr(self, f"gru{i}_input_weight"), gru.weight_hh_l0,
+                          gru.bias_ih_l0, gru.bias_hh_l0, gru.hidden_size)
+
     def forward(self, chunk: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m, hop, s = self.model, self.model.hop, self._unpack(state)
         frames = _frames(torch.cat([s["previous_chunk"], chunk], dim=-1), hop, 2) * m.window  # [B, K, 2·hop]
         spectrum = dft.rfft(frames, 2 * hop)  # [B, K, 2, bins]
         cepstrum = m.cepstrum(spectrum.square().sum(-2) * 32768.0**2 @ m.filterbank.T)  # [B, K, bands]
-        started = s["started"]  # [B, 1]
-        silence = m._silence_cepstrum(1)  # the state holds the cepstra less silence's: zeros start a stream with silence
-        history = s["cepstra"] + silence
-        context = torch.cat([s["features"], m._with_deltas(cepstrum, history)], dim=1)  # [B, 4 + K, features]
-        x = torch.tanh(m.conv2(torch.tanh(m.conv1(context.transpose(1, 2))))).transpose(1, 2)  # [B, K, cond]
+        cepstra = torch.cat([s["cepstra"], cepstrum - self.silence], dim=1)  # [B, 2 + K, bands], less silence
+        new = F.conv1d(cepstra.transpose(1, 2), self.delta_kernel, self.delta_bias)  # [B, features, K]
+        features = torch.cat([s["features"], new], dim=2)  # [B, features, 4 + K]
+        x = torch.tanh(m.conv2(torch.tanh(m.conv1(features)))).permute(2, 0, 1)  # [K, B, cond]: time-major, as ONNX's GRU takes it
 
-        # a new stream's first hop has no output (its conv frame lacks the frames before the stream):
-        # there the GRUs run over hops 1 … K−1, moved one place to the front, and their gains back
-        fresh = (1 - started).unsqueeze(-1)  # [B, 1, 1]: 1 where the stream starts with this call
-        x = x + fresh * (torch.cat([x[:, 1:], x[:, -1:]], dim=1) - x)
-        lengths = (x.shape[1] - fresh.flatten()).int()
-        x = x.transpose(0, 1)  # time-major, as ONNX's GRU takes it
-        y1, h1 = _gru(m.gru1, x, s["gru1"], lengths)
-        y2, h2 = _gru(m.gru2, y1, s["gru2"], lengths)
-        y3, h3 = _gru(m.gru3, y2, s["gru3"], lengths)
+        started = s["started"]  # [B, 1]
+        reset = torch.cat([((1 - started) * self.reset_value).unsqueeze(0), torch.zeros_like(x[1:, :, :1])])  # [K, B, 1]
+        y1, h1 = self._gru(1, x, s["gru1"], reset)
+        y2, h2 = self._gru(2, y1, s["gru2"], reset)
+        y3, h3 = self._gru(3, y2, s["gru3"], reset)
         gains = torch.sigmoid(m.dense_out(torch.cat([x, y1, y2, y3], dim=-1))).transpose(0, 1)  # [B, K, bands]
-        # (a new stream's hop 0 keeps a gain of the shifted row: its pending spectrum is zeros)
-        gains = gains + fresh * (torch.cat([gains[:, :1], gains[:, :-1]], dim=1) - gains)
 
         # hop k's output: the spectrum of the hop before it (the look-ahead), then overlap-add
         pending = torch.cat([s["pending"].unsqueeze(1), spectrum[:, :-1]], dim=1)
         time = dft.irfft(pending * (gains @ m.filterbank).unsqueeze(-2), 2 * hop) * m.window
         tails = torch.cat([s["overlap"].unsqueeze(1), time[:, :, hop:]], dim=1)  # [B, K + 1, hop]
         out = (time[:, :, :hop] + tails[:, :-1]).flatten(1)
-        following = [chunk[:, -hop:], torch.cat([history, cepstrum], dim=1)[:, -2:] - silence, context[:, -4:],
-                     spectrum[:, -1], tails[:, -1], h1, h2, h3, torch.ones_like(started)]
+        following = [chunk[:, -hop:], cepstra[:, -2:], features[:, :, -4:], spectrum[:, -1], tails[:, -1], h1, h2, h3,
+                     started.clamp(min=1)]  # started: 1 from now on
         return out, torch.cat([part if part.dim() == 2 else part.flatten(1) for part in following], dim=1)
 
 
