@@ -155,9 +155,10 @@ class RNNoiseStepGraph(nn.Module):
     Hop for hop it computes what `model.step` does, so the output is the whole-signal forward's
     delayed by `model.latency_samples`, whatever K each call takes. The hops' spectra, features,
     convolutions and inverse DFTs are computed side by side; only the GRUs run through the hops,
-    each in ONNX's GRU kernel. Every op is one the network needs: a step call's time is mostly the
-    runtime's cost per node, so the graph keeps them few (the deltas as one convolution, a new
-    stream's first hop as a GRU input, below).
+    each in ONNX's GRU kernel. A call of a few hops spends most of its time on the runtime's fixed
+    cost per node, so the graph keeps them few (79 after ONNX Runtime's fusions): each DFT one
+    product with its whole table (`dft.block_rfft`, `dft.windowed_irfft`), the deltas one
+    convolution, a new stream's first hop one more GRU input (below).
 
     The state's parts, in order (`state_layout`): the previous hop, the two cepstra before (less
     the cepstrum of silence, so that a new stream's zeros are a history of silence, as
@@ -209,8 +210,8 @@ class RNNoiseStepGraph(nn.Module):
 
     def forward(self, chunk: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m, hop, s = self.model, self.model.hop, self._unpack(state)
-        frames = _frames(torch.cat([s["previous_chunk"], chunk], dim=-1), hop, 2) * m.window  # [B, K, 2·hop]
-        spectrum = dft.rfft(frames, 2 * hop)  # [B, K, 2, bins]
+        blocks = torch.cat([s["previous_chunk"], chunk], dim=-1).reshape(chunk.shape[0], -1, hop)  # [B, K + 1, hop]
+        spectrum = dft.block_rfft(blocks, m.window, 2 * hop)  # [B, K, 2, bins]
         cepstrum = m.cepstrum(spectrum.square().sum(-2) * 32768.0**2 @ m.filterbank.T)  # [B, K, bands]
         cepstra = torch.cat([s["cepstra"], cepstrum - self.silence], dim=1)  # [B, 2 + K, bands], less silence
         new = F.conv1d(cepstra.transpose(1, 2), self.delta_kernel, self.delta_bias)  # [B, features, K]
@@ -226,7 +227,7 @@ class RNNoiseStepGraph(nn.Module):
 
         # hop k's output: the spectrum of the hop before it (the look-ahead), then overlap-add
         pending = torch.cat([s["pending"].unsqueeze(1), spectrum[:, :-1]], dim=1)
-        time = dft.irfft(pending * (gains @ m.filterbank).unsqueeze(-2), 2 * hop) * m.window
+        time = dft.windowed_irfft(pending * (gains @ m.filterbank).unsqueeze(-2), m.window, 2 * hop)
         tails = torch.cat([s["overlap"].unsqueeze(1), time[:, :, hop:]], dim=1)  # [B, K + 1, hop]
         out = (time[:, :, :hop] + tails[:, :-1]).flatten(1)
         following = [chunk[:, -hop:], cepstra[:, -2:], features[:, :, -4:], spectrum[:, -1], tails[:, -1], h1, h2, h3,
