@@ -3,6 +3,8 @@ exported files in the CLI in place of checkpoints, and the end-of-run measuremen
 
 import math
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from speechcompress.cli import main
-from speechcompress.config import compose_config
+from speechcompress.config import PROJECT_ROOT, compose_config
 from speechcompress.export import dft
 from speechcompress.export.exporter import ExportContext, Written, write_all
 from speechcompress.export.folding import ConvTransposeAsConv, for_deployment
@@ -366,3 +368,14 @@ def test_the_summary_shows_xiphs_layout_for_gru_models_only_and_a_lossless_file_
     header, torch_row, fp32_row, int8_row = deployment_lines(("pesq", "PESQ-wb"), metrics, files)[1:]
     assert "PESQ-wb" in header and torch_row.endswith(f"{metrics['test/pesq']:.3f}")
     assert fp32_row.endswith("= torch") and int8_row.endswith(f"{metrics['deploy/onnx_int8/pesq']:.3f}")
+
+
+def test_the_step_scan_benchmark_builds_a_scan_over_hops_equal_to_the_step_file(tmp_path):
+    """benchmarks/step_scan.py: the other design the issue asked to measure (hops one after another
+    in an ONNX Scan), built from the step file; the script stops if its outputs differ."""
+    path = export_stream_onnx(_trained_a_little(FAMILIES["rnnoise"]()), tmp_path / "step.onnx").path
+    done = subprocess.run([sys.executable, "benchmarks/step_scan.py", str(path), "--hops", "1", "3", "--seconds", "0.3",
+                           "--repeats", "1"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = re.findall(r"^(\d+)\s+([\d.]+)\s+([\d.]+)$", done.stdout, re.M)
+    assert [int(k) for k, *_ in rows] == [1, 3] and all(float(v) > 0 for _, *figures in rows for v in figures)
