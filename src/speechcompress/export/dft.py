@@ -17,8 +17,8 @@ faster. Two choices keep it fast and the file small:
   which block of which table), which its own constant folding cannot touch; `expand_tables`
   replaces it with those nodes in the written file.
 
-Where a call's time goes to ONNX Runtime's fixed cost per node (about 1 µs each) rather than to
-reading tables, as in a streaming step of a few hops, `block_rfft` and `windowed_irfft` take the
+Where a call pays ONNX Runtime's fixed cost per node (half a microsecond or more, whatever the
+node computes) more than it pays for reading tables, as a streaming step of a few hops does, `block_rfft` and `windowed_irfft` take the
 whole table instead, the window folded into it when it is built: the step's frames (each two
 consecutive blocks) go through one product, the table's two row halves side by side, so each
 block is multiplied once, plus a Slice pair and an Add: 7 nodes for framing and transform instead

@@ -155,8 +155,8 @@ class RNNoiseStepGraph(nn.Module):
     Hop for hop it computes what `model.step` does, so the output is the whole-signal forward's
     delayed by `model.latency_samples`, whatever K each call takes. The hops' spectra, features,
     convolutions and inverse DFTs are computed side by side; only the GRUs run through the hops,
-    each in ONNX's GRU kernel. A call of a few hops spends most of its time on the runtime's fixed
-    cost per node, so the graph keeps them few (79 after ONNX Runtime's fusions): each DFT one
+    each in ONNX's GRU kernel. A call pays the runtime's fixed cost of every node, whatever the
+    node computes, so the graph keeps them few (79 after ONNX Runtime's fusions): each DFT one
     product with its whole table (`dft.block_rfft`, `dft.windowed_irfft`), the deltas one
     convolution, a new stream's first hop one more GRU input (below).
 
