@@ -232,8 +232,9 @@ def test_the_fine_tuning_recipe_sparsified_on_xiphs_schedule_beats_the_shipped_m
     assert sparse["deploy/rnnoise_c/pesq"] == pytest.approx(sparse["test/pesq"], abs=0.05)
     assert sparse["size/bytes_rnnoise_c"] == sparse["size/bytes_blob_int8"] < 0.5 * shipped["size/bytes_rnnoise_c"]
     runs = tmp_path / "experiments" / "runs" / "rnnoise_xiph48k_finetune"
-    weights, checkpoint = sorted(runs.rglob("rnnoise_weights.bin"))[-1], next(runs.rglob("final.ckpt"))
-    assert weights.parent.parent.parent == checkpoint.parent.parent.parent  # the sparsified run's
+    # the sparsified run's export (its MLflow Model holds a copy under mlflow_model/artifacts/)
+    weights, checkpoint = sorted(runs.glob("*/export/rnnoise_weights.bin"))[-1], next(runs.rglob("final.ckpt"))
+    assert weights.parent.parent == checkpoint.parent.parent
     arrays, dense = read_blob(weights.read_bytes()), LibRNNoise().builtin_arrays()
     for layer in ("gru1_input", "gru2_recurrent", "gru3_input"):
         assert 3 * arrays[f"{layer}_weights_int8"].nbytes == dense[f"{layer}_weights_int8"].nbytes
