@@ -18,11 +18,11 @@ faster. Two choices keep it fast and the file small:
   replaces it with those nodes in the written file.
 
 Where a call pays ONNX Runtime's fixed cost per node (half a microsecond or more, whatever the
-node computes) more than it pays for reading tables, as a streaming step of a few hops does, `block_rfft` and `windowed_irfft` take the
-whole table instead, the window folded into it when it is built: the step's frames (each two
-consecutive blocks) go through one product, the table's two row halves side by side, so each
-block is multiplied once, plus a Slice pair and an Add: 7 nodes for framing and transform instead
-of 17. The inverse is one product: 2 nodes instead of 11. Their tables are twice the half-size
+node computes) more than it pays for reading tables, as a streaming step of a few hops does,
+`block_rfft` and `windowed_irfft` take the whole table instead, the window folded into it when it
+is built: the step's frames (each two consecutive blocks) go through one product, the table's two
+row halves side by side, so each block is multiplied once, plus a Slice pair and an Add: 7 nodes
+for framing and transform instead of 17. The inverse is one product: 2 nodes instead of 11. Their tables are twice the half-size
 ones' bytes (0.8 MB for RNNoise's step), built at load the same way.
 
 Spectra are [..., 2, n//2 + 1]: the real parts, then the imaginary parts.
@@ -48,17 +48,23 @@ def _table(g, n: int, rows: tuple[int, int], cols: tuple[int, int], sine: bool, 
                 cols_i=cols[1] - cols[0], sine_i=int(sine), sign_i=sign, inverse_i=int(inverse))
 
 
-def _slice(g, x, start: int, end: int, step: int = 1):
-    """x[..., start:end:step] (the last axis) in ONNX."""
+def _slice(g, x, start: int | list[int], end: int | list[int], step: int = 1, axis: int | list[int] = -1):
+    """x[start:end:step] along `axis` (the last by default) in ONNX; lists slice several axes in one node."""
     def const(value):
-        return g.op("Constant", value_t=torch.tensor([value]))
+        return g.op("Constant", value_t=torch.tensor(value if isinstance(value, list) else [value]))
 
-    return g.op("Slice", x, const(start), const(end), const(-1), const(step))
+    steps = [step] * len(start) if isinstance(start, list) else step
+    return g.op("Slice", x, const(start), const(end), const(axis), const(steps))
 
 
 def _reshape_last(g, x, rank: int, last: list[int]):
     """x's leading rank − 1 axes kept as they are (0 in ONNX's Reshape), the last one reshaped to `last`."""
     return g.op("Reshape", x, g.op("Constant", value_t=torch.tensor([0] * (rank - 1) + last)))
+
+
+def _torch_irfft(spectrum: torch.Tensor, n: int) -> torch.Tensor:
+    """What the inverse transforms compute, in torch (their forward while the exporter traces)."""
+    return torch.fft.irfft(torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]), n=n, dim=-1)
 
 
 class _RFFT(torch.autograd.Function):
@@ -82,7 +88,7 @@ class _RFFT(torch.autograd.Function):
 class _IRFFT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spectrum: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.fft.irfft(torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]), n=n, dim=-1)
+        return _torch_irfft(spectrum, n)
 
     @staticmethod
     def symbolic(g, spectrum, n: int):
@@ -115,13 +121,11 @@ class _BlockRFFT(torch.autograd.Function):
         table = g.op("Concat", _table(g, n, (0, n), (0, half + 1), sine=False),
                      _table(g, n, (0, n), (0, half + 1), sine=True, sign=-1), axis_i=1)  # [n, 2·bins]: real, imaginary
         table = _windowed(g, table, window, axis=0)
-        rows = [g.op("Slice", table, *(g.op("Constant", value_t=torch.tensor([v])) for v in (a, b, 0)))
-                for a, b in ((0, half), (half, n))]
-        products = g.op("MatMul", blocks, g.op("Concat", *rows, axis_i=1))  # each block as a frame's first half, then its second
+        halves = g.op("Concat", _slice(g, table, 0, half, axis=0), _slice(g, table, half, n, axis=0), axis_i=1)
+        products = g.op("MatMul", blocks, halves)  # each block as a frame's first half, then as its second
 
         def part(first_block: int, last_block: int, column: int):
-            starts, ends = [first_block, column], [last_block, column + 2 * (half + 1)]
-            return g.op("Slice", products, *(g.op("Constant", value_t=torch.tensor(v)) for v in (starts, ends, [-2, -1])))
+            return _slice(g, products, [first_block, column], [last_block, column + 2 * (half + 1)], axis=[-2, -1])
 
         total = g.op("Add", part(0, -1, 0), part(1, 2**62, 2 * (half + 1)))  # frame k: block k's first half, k + 1's second
         return _reshape_last(g, total, rank, [2, half + 1])
@@ -130,7 +134,7 @@ class _BlockRFFT(torch.autograd.Function):
 class _WindowedIRFFT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spectrum: torch.Tensor, window: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.fft.irfft(torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]), n=n, dim=-1) * window
+        return _torch_irfft(spectrum, n) * window
 
     @staticmethod
     def symbolic(g, spectrum, window, n: int):
