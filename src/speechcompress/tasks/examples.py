@@ -9,15 +9,9 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import signal  # noqa: E402
 
 from speechcompress.data.audio import write_audio  # noqa: E402
-
-
-def _plot_spectrogram(axis, wave: np.ndarray, sample_rate: int) -> None:
-    freqs, times, power = signal.spectrogram(wave, fs=sample_rate, nperseg=512, noverlap=384)
-    # The floor keeps digital silence (exact zeros) finite on the dB scale.
-    axis.pcolormesh(times, freqs, 10 * np.log10(power + 1e-12), cmap="magma", vmin=-120, vmax=-20, shading="auto")
+from speechcompress.spectrogram import plot_spectrogram  # noqa: E402
 
 
 def write_examples(examples: list[dict[str, np.ndarray]], sample_rate: int, folder: Path) -> list[Path]:
@@ -30,7 +24,7 @@ def write_examples(examples: list[dict[str, np.ndarray]], sample_rate: int, fold
             path = folder / f"example{index}_{name}.wav"
             write_audio(path, wave, sample_rate)
             written.append(path)
-            _plot_spectrogram(axis, wave, sample_rate)
+            plot_spectrogram(axis, wave, sample_rate)
             axis.set_ylabel(f"{name}\nHz")
         axes[-1].set_xlabel("seconds")
         figure.tight_layout()
@@ -52,7 +46,7 @@ def write_vad_examples(examples: list[dict[str, np.ndarray]], sample_rate: int, 
         wav = folder / f"example{index}_noisy.wav"
         write_audio(wav, example["noisy"], sample_rate)
         figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.8), sharex=True)
-        _plot_spectrogram(top, example["noisy"], sample_rate)
+        plot_spectrogram(top, example["noisy"], sample_rate)
         top.set_ylabel("noisy\nHz")
         times = np.arange(len(example["probability"])) * FRAME_SECONDS
         bottom.fill_between(times, 0, example["labels"], step="post", color="0.85", label="speech label")
