@@ -16,10 +16,13 @@ from pathlib import Path
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: two workers on 2 cores, one thread each (runs they start too)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
+import numpy as np
 import pytest
 import torch
 
 from speechcompress.config import compose_config, register_resolvers
+from speechcompress.data.audio import resample
+from speechcompress.data.espeak import EspeakSynthesizer
 
 register_resolvers()
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -147,6 +150,14 @@ def tiny_frcrn_run(tiny_run, tmp_path_factory):
     metrics = run(cfg)
     (checkpoint,) = (root / "experiments" / "runs" / "frcrn_small").glob("*/checkpoints/best-*.ckpt")
     return cfg, metrics, checkpoint
+
+
+def espeak_speech(seconds_before: float = 1.0, text: str = "the small house by the river") -> np.ndarray:
+    """One clean English sentence from espeak-ng at 16 kHz, peak 0.5, after `seconds_before` of silence."""
+    synthesizer = EspeakSynthesizer()
+    (sentence,) = synthesizer.synthesize([text], "en", 160, 50, 50, 1)
+    speech = resample(sentence, synthesizer.sample_rate, 16000)
+    return np.concatenate([np.zeros(int(seconds_before * 16000), np.float32), 0.5 * speech / np.abs(speech).max()])
 
 
 def free_port() -> int:

