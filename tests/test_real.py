@@ -25,6 +25,7 @@ from speechcompress.data.real import (
     Clip,
     assemble_utterance,
     bandwidth_hz,
+    clip_name,
     corpus_folder,
     load_real_split,
     read_manifest,
@@ -44,9 +45,11 @@ def _voice(rng: np.random.Generator, seconds: float, pitch: float) -> np.ndarray
     return (0.5 * harmonics * envelope / np.abs(harmonics).max() + 0.002 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def make_corpus(root: Path, speakers: dict[str, int], noise_groups: dict[str, int], seed: int = 0) -> None:
+def make_corpus(root: Path, speakers: dict[str, int], noise_groups: dict[str, int], seed: int = 0,
+                cleanliness: bool = True) -> None:
     """A corpus of `speakers` ({speaker: clips}) and `noise_groups` ({group: clips}) with its manifest,
-    where `read_manifest(root)` looks for it."""
+    where `read_manifest(root)` looks for it: its speech clean (30 dB) by the manifest, or, without
+    `cleanliness`, a manifest as fetched before clips had a cleanliness figure."""
     rng, folder, rows = np.random.default_rng(seed), corpus_folder(root), []
     for kind, groups in (("speech", speakers), ("noise", noise_groups)):
         for number, (speaker, count) in enumerate(groups.items()):
@@ -57,9 +60,10 @@ def make_corpus(root: Path, speakers: dict[str, int], noise_groups: dict[str, in
                 (folder / file).parent.mkdir(parents=True, exist_ok=True)
                 sf.write(str(folder / file), wave, RATE, subtype="PCM_16")
                 rows.append(Clip(file, kind, speaker.split(":")[0], speaker, "xx", len(wave) / RATE,
-                                 bandwidth_hz(wave, RATE), "test"))
+                                 bandwidth_hz(wave, RATE), "test", 30.0 if kind == "speech" else float("nan")))
+    columns = [f.name for f in fields(Clip) if cleanliness or f.name != "clean_snr_db"]
     with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Clip)])
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(asdict(row) for row in rows)
 
@@ -110,6 +114,13 @@ def test_bandwidth_tells_a_band_limited_clip_from_a_full_band_one():
     clips.append(Clip("n.flac", "noise", "n", "n:low", "", 2.0, 500.0, "test"))  # noise may be low-passed by nature
     speech, noise = split_clips(clips, "train", [], 0.0, min_bandwidth_hz=6000)
     assert list(speech) == ["p:full"] and list(noise) == ["n:low"]
+
+
+def test_clip_names_keep_package_members_apart():
+    syllables = ["usr/share/gcin-voice/ogg/\u5df4/3.ogg", "usr/share/gcin-voice/ogg/\u516b/3.ogg"]  # 巴, 八
+    assert len({clip_name(member) for member in syllables}) == 2  # once both were usr_share_gcin-voice_ogg_3.ogg
+    # plain names stay as they were: the committed cleanliness table is keyed by them
+    assert clip_name("usr/share/klettres/en_GB/alpha/a.ogg") == "usr_share_klettres_en_GB_alpha_a.ogg.flac"
 
 
 def test_trim_silence_keeps_the_speech_and_a_margin():
@@ -187,19 +198,23 @@ def test_fetch_without_apt_says_so_in_one_line(tmp_path):
 
 
 def test_a_run_logs_test_real_beside_test(corpus, tmp_path):
-    """A short real run on the corpus made above: real voices in training, and test_real/* logged."""
+    """A short real run on the corpus made above: real voices in training, test_real/* logged, and
+    the corpus report when the run asks for it."""
     from speechcompress.train import run
 
     cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(tmp_path), f"data.real.root={corpus}",
                           "data.real.held_out_speakers=[a:2,b:1]", "data.real.min_bandwidth_hz=0",
                           "data.train.real_utterances=8", "data.train.real_noise_clips_per_group=2",
-                          "data.test_real.utterances=4", "trainer.max_steps=20", "trainer.val_check_interval=20"])
+                          "data.test_real.utterances=4", "trainer.max_steps=20", "trainer.val_check_interval=20",
+                          "logger.corpus_report=true"])
     metrics = run(cfg)
     assert metrics["test_real/items"] == 4 and metrics["test/items"] == 8
     assert {"test_real/pesq", "test_real/stoi", "test_real/si_sdr", "test_real/pesq_noisy"} <= set(metrics)
     client = mlflow.tracking.MlflowClient(cfg.logger.tracking_uri)
     (logged,) = client.search_runs([client.get_experiment_by_name(cfg.name).experiment_id])
     assert logged.data.metrics["test_real/stoi"] == pytest.approx(metrics["test_real/stoi"])
+    report = {a.path for a in client.list_artifacts(logged.info.run_id, "corpus_report")}
+    assert report == {"corpus_report/report.md", "corpus_report/sheet.png"}
 
 
 def test_real_share_is_the_share_of_items_that_draw_real_speech_and_noise():

@@ -54,6 +54,11 @@ class RunFolder:
         return self.root / "mlflow_outbox.jsonl"
 
     @property
+    def corpus_report(self) -> Path:
+        """The real corpus's report (`logger.corpus_report`: `speechcompress corpus report` for the run)."""
+        return self.root / "corpus_report"
+
+    @property
     def sensitivity(self) -> Path:
         return self.root / "sensitivity"
 

@@ -31,13 +31,39 @@ def frame_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.einsum("ij,ij->i", blocks, blocks) / hop
 
 
+FLOOR_SHARE = 0.1  # the quietest tenth of a clip's sounding frames tells its noise floor
+FLOOR_MARGIN_DB = 12.0  # a voiced frame stands this far above the floor (a steady floor's frames vary by a few dB)
+FLOOR_CAP_DB = -25.0  # the floor never lifts the threshold past this, relative to the loudest frame
+
+
+FLOOR_SPREAD_DB = 6.0  # a floor is steady: its quietest frames lie this close together, where fades spread wide
+
+
+def noise_floor(energy: np.ndarray) -> float:
+    """The energy of a clip's steady noise floor, 0 where it has none: the `FLOOR_SHARE` quantile
+    of its frames that sound at all (digital silence, such as the pauses between assembled clips,
+    tells nothing), when the quietest of them lie within `FLOOR_SPREAD_DB` of it. Clean speech has
+    no such floor: its quietest frames are fades and breaths over tens of dB."""
+    sounding = energy[energy > energy.max(initial=0.0) * 1e-8]
+    if not len(sounding):
+        return 0.0
+    low, floor = np.quantile(sounding, [FLOOR_SHARE / 5, FLOOR_SHARE])
+    return float(floor) if floor <= low * 10 ** (FLOOR_SPREAD_DB / 10) else 0.0
+
+
 def _labels(energy: np.ndarray, threshold_db: float = -40.0, floor: float = 1e-7) -> np.ndarray:
-    threshold = max(energy.max(initial=0.0) * 10 ** (threshold_db / 10), floor)
+    peak = energy.max(initial=0.0)
+    above_floor = min(noise_floor(energy) * 10 ** (FLOOR_MARGIN_DB / 10), peak * 10 ** (FLOOR_CAP_DB / 10))
+    threshold = max(peak * 10 ** (threshold_db / 10), above_floor, floor)
     return (energy > threshold).astype(np.float32)
 
 
 def vad_labels(clean: np.ndarray, sample_rate: int, threshold_db: float = -40.0, floor: float = 1e-7) -> np.ndarray:
-    """1 for each 10 ms frame whose clean energy is within `threshold_db` of the loudest frame."""
+    """1 for each 10 ms frame where the voice is: its clean energy within `threshold_db` of the
+    loudest frame and `FLOOR_MARGIN_DB` above the clip's own noise floor (`noise_floor`), so that
+    a recording's hum, hiss or music bed between words is not called speech. The floor counts only
+    up to `FLOOR_CAP_DB` below the loudest frame, where a clip that is voice throughout (its
+    quietest frames are voice) would otherwise lose its quieter syllables."""
     return _labels(frame_energy(clean, sample_rate), threshold_db, floor)
 
 

@@ -23,9 +23,9 @@ import json
 import re
 import shutil
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from speechcompress.data.rooms import simulate_room
 from speechcompress.data.splits import SyntheticSplit, read_split, record_split, write_split
 from speechcompress.files import atomic_path
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: clips named uniquely (gcin's syllable folders, in Chinese characters, had collapsed into a few names)
 CORPUS_RATE = 16000
 REAL_SPLITS = {"train": 10, "val": 11, "test_real": 12}  # seeds apart from the synthetic splits'
 TEST_SPLIT = "test_real"
@@ -121,6 +121,7 @@ class Clip:
     seconds: float
     bandwidth_hz: float
     licence: str
+    clean_snr_db: float = float("nan")  # speech: the clip against DeepFilterNet3's output (data/cleanliness.py)
 
 
 def corpus_folder(root: str | Path) -> Path:
@@ -174,6 +175,16 @@ def _decode(data: bytes | Path) -> np.ndarray:
     return resample(wave.mean(axis=1), rate, CORPUS_RATE)
 
 
+def clip_name(member: str) -> str:
+    """The FLAC name of a package member: its path with every run of characters outside A-Z a-z 0-9
+    . _ - as one '_', and, where that dropped more than the slashes (gcin's syllable folders are
+    named in Chinese characters), a digest of the path, so that no two members share a name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", member)
+    if re.search(r"[^A-Za-z0-9._/-]", member):
+        name += "-" + hashlib.sha1(member.encode()).hexdigest()[:8]
+    return name + ".flac"
+
+
 def _clips_of(source: Source, unpacked: Path, folder: Path) -> list[Clip]:
     pattern, clips = re.compile(source.pattern), []
     members = list(_members(source, unpacked))
@@ -189,7 +200,7 @@ def _clips_of(source: Source, unpacked: Path, folder: Path) -> list[Clip]:
             wave = trim_silence(wave, CORPUS_RATE, FETCH["trim_db"])
         if len(wave) < FETCH["min_seconds"] * CORPUS_RATE or not np.any(wave):
             continue
-        relative = Path("clips") / source.package / source.kind / (re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".flac")
+        relative = Path("clips") / source.package / source.kind / clip_name(name)
         sf.write(str(folder / relative), wave / max(1.0, float(np.abs(wave).max())), CORPUS_RATE, subtype="PCM_16")
         clips.append(Clip(relative.as_posix(), source.kind, source.package, f"{source.package}:{voice}", language,
                           round(len(wave) / CORPUS_RATE, 3), round(bandwidth_hz(wave, CORPUS_RATE), 1),
@@ -219,12 +230,43 @@ def fetch_corpus(root: str | Path) -> Path:
             shutil.copyfile(copyright_file, folder / "licences" / f"{package}.copyright")
         shutil.rmtree(unpacked)
     shutil.rmtree(work, ignore_errors=True)
+    named = Counter(c.file for c in clips)
+    if max(named.values(), default=1) > 1:  # a clip written over another's file: the manifest would lie
+        raise RuntimeError(f"clip_name gives {sum(n > 1 for n in named.values())} names to several members, "
+                           f"e.g. {named.most_common(1)[0][0]}: it must keep every package member apart")
     (folder / "packages.json").write_text(json.dumps(versions, indent=1) + "\n")
-    with atomic_path(manifest) as partial, partial.open("w", newline="") as handle:  # written last: the corpus is whole
+    write_manifest(folder, with_cleanliness(folder, clips))  # written last: the corpus is whole
+    return manifest
+
+
+def write_manifest(folder: Path, clips: Sequence[Clip]) -> None:
+    with atomic_path(folder / "manifest.csv") as partial, partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Clip)])
         writer.writeheader()
         writer.writerows(asdict(clip) for clip in clips)
-    return manifest
+
+
+def with_cleanliness(folder: Path, clips: Sequence[Clip]) -> list[Clip]:
+    """`clips` with every speech clip's `clean_snr_db`: the committed table's figure where it has
+    the clip's package version and file, else measured with DeepFilterNet3 now (about 0.12 s per
+    second of speech). Without DeepFilterNet3, one line says so and the figures stay unknown (nan),
+    which the cleanliness gate leaves out."""
+    from speechcompress.data.cleanliness import measure_streams, read_table
+    from speechcompress.data.deepfilternet import DeepFilterNetMissing
+
+    versions = json.loads((folder / "packages.json").read_text()) if (folder / "packages.json").exists() else {}
+    table = read_table()
+    speech = [c for c in clips if c.kind == "speech"]
+    figures = {c.file: table[key] for c in speech if (key := (c.package, versions.get(c.package, ""), c.file)) in table}
+    missing = [c for c in speech if c.file not in figures]
+    if missing:
+        try:
+            figures |= measure_streams([c.file for c in missing], [c.speaker for c in missing],
+                                       lambda file: sf.read(str(folder / file), dtype="float32")[0], CORPUS_RATE,
+                                       desc=f"measuring the cleanliness of {len(missing)} clips the table lacks")
+        except DeepFilterNetMissing as error:
+            print(f"{error}; {len(missing)} speech clips of {folder} keep no cleanliness figure")
+    return [replace(c, clean_snr_db=figures.get(c.file, float("nan"))) if c.kind == "speech" else c for c in clips]
 
 
 def read_manifest(root: str | Path) -> list[Clip]:
@@ -234,8 +276,18 @@ def read_manifest(root: str | Path) -> list[Clip]:
         raise CorpusMissing(f"no real-recordings corpus at {manifest.parent}: run `speechcompress corpus fetch` "
                             f"(Debian packages, about 430 MB once)")
     with manifest.open(newline="") as handle:
-        return [Clip(**{**row, "seconds": float(row["seconds"]), "bandwidth_hz": float(row["bandwidth_hz"])})
-                for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    numbers = ("seconds", "bandwidth_hz", "clean_snr_db")
+    clips = [Clip(**{**row, **{key: float(row[key]) for key in numbers if key in row}}) for row in rows]
+    if rows and "clean_snr_db" not in rows[0]:  # fetched before clips had a cleanliness figure: add it, once
+        clips = with_cleanliness(manifest.parent, clips)
+        write_manifest(manifest.parent, clips)
+    return clips
+
+
+def passes_gate(clip: Clip, min_clean_snr_db: float | None) -> bool:
+    """Whether a speech clip is clean enough to be a target or a reference (nan never is)."""
+    return min_clean_snr_db is None or clip.clean_snr_db >= min_clean_snr_db
 
 
 def _held_out_share(file: str) -> float:
@@ -244,11 +296,13 @@ def _held_out_share(file: str) -> float:
 
 
 def split_clips(clips: Sequence[Clip], split: str, held_out_speakers: Sequence[str], noise_test_share: float,
-                min_bandwidth_hz: float) -> tuple[dict[str, list[Clip]], dict[str, list[Clip]]]:
+                min_bandwidth_hz: float, min_clean_snr_db: float | None = None
+                ) -> tuple[dict[str, list[Clip]], dict[str, list[Clip]]]:
     """(speech clips by speaker, noise clips by group) that `split` may draw: test_real the
     held-out speakers and its share of each noise group, every other split the rest. Speech clips
     band-limited below `min_bandwidth_hz` are left out (noise such as wind or hum is low-passed by
-    nature); an unknown speaker is refused."""
+    nature), and so are those whose `clean_snr_db` is below `min_clean_snr_db` or unknown (None:
+    no gate); an unknown speaker is refused."""
     if split not in REAL_SPLITS:
         raise ValueError(f"real-recordings split must be one of {sorted(REAL_SPLITS)}, got {split!r}")
     speakers = {c.speaker for c in clips if c.kind == "speech"}
@@ -259,7 +313,7 @@ def split_clips(clips: Sequence[Clip], split: str, held_out_speakers: Sequence[s
     testing = split == TEST_SPLIT
     speech, noise = defaultdict(list), defaultdict(list)
     for clip in clips:
-        if clip.kind == "speech" and clip.bandwidth_hz < min_bandwidth_hz:
+        if clip.kind == "speech" and (clip.bandwidth_hz < min_bandwidth_hz or not passes_gate(clip, min_clean_snr_db)):
             continue
         if clip.kind == "speech" and (clip.speaker in held_out_speakers) == testing:
             speech[clip.speaker].append(clip)
@@ -267,7 +321,7 @@ def split_clips(clips: Sequence[Clip], split: str, held_out_speakers: Sequence[s
             noise[clip.speaker].append(clip)
     if not speech or not noise:
         raise ValueError(f"split {split!r} has no real {'speech' if not speech else 'noise'} left: check "
-                         "data.real.held_out_speakers, noise_test_share and min_bandwidth_hz")
+                         "data.real.held_out_speakers, noise_test_share, min_bandwidth_hz and min_clean_snr_db")
     return dict(speech), dict(noise)
 
 
@@ -308,7 +362,7 @@ def load_real_split(root: str | Path, split: str, sample_rate: int = 16000, seed
                     noise_clips_per_group: int = 8, noise_seconds: float = 8.0, rooms: int = 0,
                     reverb_speech: float = 0.0, reverb_noise: float = 0.0, devices: float = 0.0,
                     held_out_speakers: Sequence[str] = (), noise_test_share: float = 0.3,
-                    min_bandwidth_hz: float = 6000.0) -> SyntheticSplit:
+                    min_bandwidth_hz: float = 6000.0, min_clean_snr_db: float | None = None) -> SyntheticSplit:
     """One split of real recordings (see the module's docstring), assembled once and cached beside
     the manifest; `CorpusMissing` where the corpus was not fetched."""
     clips = read_manifest(root)
@@ -316,12 +370,14 @@ def load_real_split(root: str | Path, split: str, sample_rate: int = 16000, seed
     settings = dict(sample_rate=sample_rate, seed=seed, utterances=utterances, noise_seconds=noise_seconds,
                     noise_clips_per_group=noise_clips_per_group, rooms=rooms, reverb_speech=reverb_speech,
                     reverb_noise=reverb_noise, devices=devices, held_out_speakers=sorted(held_out_speakers),
-                    noise_test_share=noise_test_share, min_bandwidth_hz=min_bandwidth_hz)
+                    noise_test_share=noise_test_share, min_bandwidth_hz=min_bandwidth_hz,
+                    **({} if min_clean_snr_db is None else dict(min_clean_snr_db=min_clean_snr_db)))
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     path = folder / "splits" / f"{split}-{sample_rate}Hz-{digest}.npz"
     if path.exists():
         return read_split(path)
-    speech_clips, noise_clips = split_clips(clips, split, held_out_speakers, noise_test_share, min_bandwidth_hz)
+    speech_clips, noise_clips = split_clips(clips, split, held_out_speakers, noise_test_share, min_bandwidth_hz,
+                                            min_clean_snr_db)
     speech_rng, noise_rng, room_rng = (np.random.default_rng([seed, REAL_SPLITS[split], part]) for part in (0, 1, 2))
 
     def audio(group: list[Clip]) -> list[np.ndarray]:
@@ -348,7 +404,8 @@ def load_real_split(root: str | Path, split: str, sample_rate: int = 16000, seed
 
 def real_mixtures(split: str, sample_rate: int, root: str | Path, corpus_seed: int = 1234, utterances: int = 100,
                   noise_clips_per_group: int = 3, noise_seconds: float = 8.0, held_out_speakers: Sequence[str] = (),
-                  noise_test_share: float = 0.3, min_bandwidth_hz: float = 6000.0, **mixing):
+                  noise_test_share: float = 0.3, min_bandwidth_hz: float = 6000.0,
+                  min_clean_snr_db: float | None = None, **mixing):
     """A `MixtureDataset` of real recordings alone, dry (test_real: held-out voices in held-out
     recorded noise); None, after one line, where the corpus was not fetched."""
     from speechcompress.data.mixing import MixtureDataset
@@ -356,7 +413,8 @@ def real_mixtures(split: str, sample_rate: int, root: str | Path, corpus_seed: i
     try:
         recorded = load_real_split(root, split, sample_rate, corpus_seed, utterances, noise_clips_per_group,
                                    noise_seconds, held_out_speakers=held_out_speakers,
-                                   noise_test_share=noise_test_share, min_bandwidth_hz=min_bandwidth_hz)
+                                   noise_test_share=noise_test_share, min_bandwidth_hz=min_bandwidth_hz,
+                                   min_clean_snr_db=min_clean_snr_db)
     except CorpusMissing as missing:
         print(f"{missing}; no {split} split this run")
         return None

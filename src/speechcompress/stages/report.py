@@ -27,12 +27,31 @@ def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: D
     client.log_artifact(run_id, fitted.checkpoint, "checkpoints")
     log_model(client, run_id, plan.folder, task, deployment, fitted.checkpoint)
     log_lineage(client, run_id, plan.datamodule)
+    log_corpus_report(client, run_id, plan.cfg, plan.folder)
     for path in task.write_examples(folder.examples):
         client.log_artifact(run_id, str(path), "examples")
     metrics = fitted.metrics | figures
     print(summary(plan.cfg, task.summary_lines(metrics), task.headline, metrics, fitted.checkpoint,
                   (fitted.logger.experiment_id, run_id), deployment.files, task.device.type))
     return metrics
+
+
+def log_corpus_report(client, run_id: str, cfg, folder) -> None:
+    """The real corpus's report (its table and spectrogram sheet) as the run's `corpus_report`
+    artifacts, when `logger.corpus_report` asks and the corpus is fetched."""
+    from speechcompress.data.corpus_report import fetched_sources, write_report
+    from speechcompress.data.real import CorpusMissing
+
+    real = cfg.data.get("real")
+    if not cfg.logger.get("corpus_report") or not real:
+        return
+    try:
+        sources = fetched_sources(real.root)
+    except CorpusMissing as missing:
+        print(f"{missing}; no corpus report this run")
+        return
+    write_report(sources, folder.corpus_report, 40, str(real.root))
+    client.log_artifacts(run_id, str(folder.corpus_report), "corpus_report")
 
 
 def log_model(client, run_id: str, folder, task, deployment: Deployment, checkpoint: str) -> None:
