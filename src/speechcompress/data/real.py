@@ -3,7 +3,8 @@
 `fetch_corpus` (`speechcompress corpus fetch`) downloads the packages of `SOURCES`, decodes every
 matching file to 16 kHz mono, trims its leading and trailing silence, measures its bandwidth, and
 writes the clips as FLAC with a manifest (file, package, speaker, language, seconds, bandwidth,
-licence) under a folder named by a digest of these settings, so a change of them fetches anew.
+licence, and DeepFilterNet3's cleanliness figure, `data/cleanliness.py`) under a folder named by a
+digest of these settings, so a change of them fetches anew.
 The packages are deleted once decoded; their copyright files are kept beside the manifest.
 
 `load_real_split` turns the manifest into a split like the synthetic ones: utterances assembled
@@ -11,7 +12,8 @@ from several clips of one speaker with pauses between them (most clips are one o
 heard in the same simulated rooms and through the same device responses as espeak's, and noise
 clips of 8 s assembled from one recorded group. `held_out_speakers` names the voices that only
 `test_real` speaks with; a share `noise_test_share` of each noise group's files (by a hash of the
-file name) is heard only there. Speech clips band-limited below `min_bandwidth_hz` are left out.
+file name) is heard only there. Speech clips band-limited below `min_bandwidth_hz`, or less clean
+than `min_clean_snr_db`, are left out.
 """
 
 from __future__ import annotations
