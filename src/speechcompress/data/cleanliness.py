@@ -2,8 +2,8 @@
 
 A clean target teaches a denoiser to remove noise; a target with a music bed, hiss or hum under
 the voice teaches it to keep them. `clean_snr_db` is 10·log10(clip energy / energy DFN3 removed):
-high for studio speech (DFN3 finds little to take away), low for a line spoken over a game's
-music. DFN3 runs over one speaker's clips as a stream (`STREAM_CLIPS` at a time, in manifest
+high where DFN3 finds little to take away (klettres' British English reader: median 31 dB), low
+for lines spoken over a game's music (fillets: median 10 dB). DFN3 runs over one speaker's clips as a stream (`STREAM_CLIPS` at a time, in manifest
 order): its output on a clip depends on what it heard in the seconds before, and a stream is what
 it was made for. Measuring the whole fetched corpus takes about 40 minutes on one core, so the
 figures of the packages `real.SOURCES` names are committed (`TABLE`, keyed by package, version
