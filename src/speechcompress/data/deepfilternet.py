@@ -74,7 +74,7 @@ class DeepFilterNet3:
     def enhance_stream(self, waves: Sequence[np.ndarray], sample_rate: int, gap_seconds: float = 0.2
                        ) -> list[np.ndarray]:
         """Each of `waves` denoised as one stream from a fresh state, `gap_seconds` of silence apart:
-        a recording session's clips heard one after another. Each output depends on the clips
+        one speaker's clips heard one after another. Each output depends on the clips
         before it, never on those after, so a stream's first clips give the same outputs alone."""
         gap = np.zeros(int(gap_seconds * sample_rate), np.float32)
         parts = [part for wave in waves for part in (np.asarray(wave, np.float32), gap)]
