@@ -8,7 +8,7 @@
 #
 # Python: the project's .venv when there is one (`make` sets it up); else the machine's python3, with
 # the packages it lacks installed from wheels in .whl/ (a GPU machine that reaches no package index:
-# download them where pip works, as /work/.library/device/README.md describes, and carry .whl).
+# download them with `pip download` where pip works and copy .whl/ along with the project).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x .venv/bin/python ]; then
