@@ -52,7 +52,7 @@ def test_the_committed_table_is_what_deepfilternet3_measures(tmp_path):
     """Recomputes the first clips of each of gcin-voice's speakers (the smallest speech package, 8 MB)
     from a fresh download: each speaker's figures come from one stream, whose start is exact."""
     from speechcompress.data.debian import PackagesUnavailable, download_package, package_version
-    from speechcompress.data.real import _clips_of
+    from speechcompress.data.real import _clips_of, measure_clips
 
     try:
         unpacked = download_package("gcin-voice", tmp_path / "download")
@@ -67,10 +67,7 @@ def test_the_committed_table_is_what_deepfilternet3_measures(tmp_path):
         (tmp_path / "clips" / source.package / source.kind).mkdir(parents=True, exist_ok=True)
         clips += _clips_of(source, unpacked, tmp_path)
     first = [c for speaker in sorted({c.speaker for c in clips}) for c in [c for c in clips if c.speaker == speaker][:6]]
-    import soundfile as sf
-
-    figures = measure_streams([c.file for c in first], [c.speaker for c in first],
-                              lambda file: sf.read(str(tmp_path / file), dtype="float32")[0], RATE)
+    figures = measure_clips(tmp_path, first)
     for clip in first:
         assert figures[clip.file] == pytest.approx(table["gcin-voice", version, clip.file], abs=0.05), clip.file
 

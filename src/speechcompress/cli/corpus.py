@@ -51,41 +51,26 @@ def _fetch(root: Path) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from speechcompress.data.corpus_report import (
-        fetched_sources,
-        folder_sources,
-        format_table,
-        source_row,
-        spectrogram_sheet,
-    )
-    from speechcompress.files import atomic_path
+    from speechcompress.data.corpus_report import fetched_sources, folder_sources, write_report
 
     if args.clips < 1:
         raise SystemExit("speechcompress corpus report: --clips must be 1 or more")
     sources = folder_sources(args.corpus, args.clips) if args.corpus else fetched_sources(args.root)
-    rows = [source_row(source, args.clips) for source in sources]
-    table = format_table(rows)
-    sheet = spectrogram_sheet(sources, args.out / "sheet.png")
-    with atomic_path(args.out / "report.md") as partial:
-        partial.write_text(f"# Corpus report: {args.corpus or args.root}\n\n{table}\n\n![spectrograms](sheet.png)\n")
-    print(table)
-    print(f"wrote {args.out / 'report.md'} and {sheet}", file=sys.stderr)
+    print(write_report(sources, args.out, args.clips, str(args.corpus or args.root)))
+    print(f"wrote {args.out / 'report.md'} and {args.out / 'sheet.png'}", file=sys.stderr)
     return 0
 
 
 def _measure(root: Path) -> int:
     import json
 
-    import soundfile as sf
-
-    from speechcompress.data.cleanliness import TABLE, measure_streams, write_table
-    from speechcompress.data.real import corpus_folder, read_manifest
+    from speechcompress.data.cleanliness import TABLE, write_table
+    from speechcompress.data.real import corpus_folder, measure_clips, read_manifest
 
     folder = corpus_folder(root)
     clips = [c for c in read_manifest(root) if c.kind == "speech"]
     versions = json.loads((folder / "packages.json").read_text())
-    figures = measure_streams([c.file for c in clips], [c.speaker for c in clips],
-                              lambda file: sf.read(str(folder / file), dtype="float32")[0], 16000)
+    figures = measure_clips(folder, clips)
     write_table({(c.package, versions[c.package], c.file): figures[c.file] for c in clips})
     print(f"wrote {TABLE}: {len(clips)} clips", file=sys.stderr)
     return 0

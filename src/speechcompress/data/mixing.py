@@ -34,8 +34,6 @@ def frame_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
 FLOOR_SHARE = 0.1  # the quietest tenth of a clip's sounding frames tells its noise floor
 FLOOR_MARGIN_DB = 12.0  # a voiced frame stands this far above the floor (a steady floor's frames vary by a few dB)
 FLOOR_CAP_DB = -25.0  # the floor never lifts the threshold past this, relative to the loudest frame
-
-
 FLOOR_SPREAD_DB = 6.0  # a floor is steady: its quietest frames lie this close together, where fades spread wide
 
 

@@ -248,12 +248,22 @@ def write_manifest(folder: Path, clips: Sequence[Clip]) -> None:
         writer.writerows(asdict(clip) for clip in clips)
 
 
+def measure_clips(folder: Path, clips: Sequence[Clip], desc: str = "measuring cleanliness with DeepFilterNet3"
+                  ) -> dict[str, float]:
+    """file -> `clean_snr_db` of the corpus's `clips`, DeepFilterNet3 streaming over each speaker's
+    (`cleanliness.measure_streams`): what the committed table holds for the clips it has."""
+    from speechcompress.data.cleanliness import measure_streams
+
+    return measure_streams([c.file for c in clips], [c.speaker for c in clips],
+                           lambda file: sf.read(str(folder / file), dtype="float32")[0], CORPUS_RATE, desc)
+
+
 def with_cleanliness(folder: Path, clips: Sequence[Clip]) -> list[Clip]:
     """`clips` with every speech clip's `clean_snr_db`: the committed table's figure where it has
     the clip's package version and file, else measured with DeepFilterNet3 now (about 0.12 s per
     second of speech). Without DeepFilterNet3, one line says so and the figures stay unknown (nan),
     which the cleanliness gate leaves out."""
-    from speechcompress.data.cleanliness import measure_streams, read_table
+    from speechcompress.data.cleanliness import read_table
     from speechcompress.data.deepfilternet import DeepFilterNetMissing
 
     versions = json.loads((folder / "packages.json").read_text()) if (folder / "packages.json").exists() else {}
@@ -263,9 +273,7 @@ def with_cleanliness(folder: Path, clips: Sequence[Clip]) -> list[Clip]:
     missing = [c for c in speech if c.file not in figures]
     if missing:
         try:
-            figures |= measure_streams([c.file for c in missing], [c.speaker for c in missing],
-                                       lambda file: sf.read(str(folder / file), dtype="float32")[0], CORPUS_RATE,
-                                       desc=f"measuring the cleanliness of {len(missing)} clips the table lacks")
+            figures |= measure_clips(folder, missing, f"measuring the cleanliness of {len(missing)} clips the table lacks")
         except DeepFilterNetMissing as error:
             print(f"{error}; {len(missing)} speech clips of {folder} keep no cleanliness figure")
     return [replace(c, clean_snr_db=figures.get(c.file, float("nan"))) if c.kind == "speech" else c for c in clips]
