@@ -160,7 +160,8 @@ class RNNoise(RNNoiseLayers):
         delta2 = low[:, 2:] - 2 * low[:, 1:-1] + low[:, :-2]
         return torch.cat([cep, delta1, delta2], dim=-1)
 
-    def _apply_gains(self, spec: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    def apply_gains(self, spec: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """Complex [B, F, bins] spectra scaled by band `gains` [B, F, n_bands], spread over the bins."""
         return spec * (gains @ self.filterbank).to(spec.dtype)
 
     def forward(self, noisy: torch.Tensor) -> RNNoiseOutput:
@@ -174,7 +175,7 @@ class RNNoise(RNNoiseLayers):
         features = self._with_deltas(self.cepstrum(energy), silence.expand(-1, 2, -1))
         features = F.pad(features, (0, 0, _CONTEXT - 1, 0))  # three frames of zero context in front
         gains, vad, _ = self._network(features)
-        enhanced = istft(self._apply_gains(spec[:, :frames], gains), self.hop, self.window, length)
+        enhanced = istft(self.apply_gains(spec[:, :frames], gains), self.hop, self.window, length)
         return RNNoiseOutput(enhanced, gains, vad, energy[:, :frames])
 
     # --- streaming ---------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class RNNoise(RNNoiseLayers):
         else:
             gains, _, gru = self._network(features, state["gru"])
             features = features[:, 1:]
-            time = torch.fft.irfft(self._apply_gains(state["pending_spec"], gains), n=2 * self.hop, dim=-1)
+            time = torch.fft.irfft(self.apply_gains(state["pending_spec"], gains), n=2 * self.hop, dim=-1)
             time = (time * self.window).squeeze(1)
             out = state["overlap"] + time[:, : self.hop]
             state = {**state, "overlap": time[:, self.hop :]}
