@@ -88,3 +88,25 @@ def test_last_ckpt_is_the_runs_last_step_and_best_the_best_validation(tiny_run, 
     checkpoints = next((tmp_path / "experiments" / "runs" / "rnnoise").glob("*/checkpoints"))
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best-30.ckpt", "last.ckpt"]
     assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 40
+
+
+def test_the_progress_bar_counts_steps_out_of_max_steps_across_epochs(tmp_path, capsys):
+    """Step-based runs have no epoch limit: the bar counts optimizer steps out of max_steps, on
+    through epochs of 4 batches, and says so (not `Epoch 1`)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.demos.boring_classes import BoringModel, RandomDataset
+    from torch.utils.data import DataLoader
+
+    from speechcompress.stages.progress import StepProgressBar
+
+    class FourBatches(BoringModel):
+        def train_dataloader(self):
+            return DataLoader(RandomDataset(32, 8), batch_size=2)
+
+    trainer = pl.Trainer(max_steps=10, max_epochs=-1, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=[StepProgressBar()],
+                         default_root_dir=tmp_path)
+    trainer.fit(FourBatches())
+    shown = capsys.readouterr().out  # Lightning writes its bars to stdout
+    assert trainer.current_epoch >= 2 and "steps: 100%" in shown and "10/10" in shown, shown[-500:]
+    assert "Epoch" not in shown

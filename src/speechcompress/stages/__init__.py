@@ -4,5 +4,5 @@
     fit_and_test(plan) → Fitted the Trainer: fit, then test the model the run is judged by
     measure(task, ...) → dict   size, latency, memory, and the compression callbacks' own figures
     deploy(task, ...) → Deployment  write each export format, measure each file as shipped
-    tracking.report.report(...) MLflow metrics and artifacts, and the one-screen summary
+    report(plan, ...) → dict    MLflow metrics and artifacts, and the one-screen summary
 """

@@ -13,6 +13,7 @@ from speechcompress.checkpoints import AtomicCheckpointIO, save_task
 from speechcompress.compression.structured import shrink_task
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, cluster_plugins
 from speechcompress.stages.plan import Plan
+from speechcompress.stages.progress import StepProgressBar
 from speechcompress.stages.throughput import Throughput
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tracking.logger import RunLogger, build_logger
@@ -44,8 +45,10 @@ def fit_and_test(plan: Plan) -> Fitted:
     if logger and plan.resume_run_id is None:
         log_config(logger, plan.cfg)
     interruption = SaveOnSignal(plan.folder.last_checkpoint)
+    progress = [StepProgressBar()] if plan.cfg.trainer.get("enable_progress_bar", True) else []
     trainer = pl.Trainer(**plan.cfg.trainer, logger=logger or False,
-                         callbacks=[checkpoint, RunIdInCheckpoint(), interruption, Throughput(), *plan.compression],
+                         callbacks=[checkpoint, RunIdInCheckpoint(), interruption, Throughput(), *progress,
+                                    *plan.compression],
                          plugins=[AtomicCheckpointIO(), *cluster_plugins()], default_root_dir=str(plan.folder.root))
     resume = str(plan.resume_path) if plan.resume_path else None
     try:
