@@ -23,15 +23,16 @@ from speechcompress.config import compose_config
 from speechcompress.evaluation.speech_quality import item_scores
 from speechcompress.features.stft import istft, num_frames, stft
 from speechcompress.models.rnnoise import RNNoise
+from speechcompress.tasks.losses import ideal_band_gains
 
 
 @torch.no_grad()
 def oracle(model: RNNoise, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """[T] noisy and clean waveforms -> the noisy one through `model`'s ideal band gains, [T]."""
     length = noisy.shape[-1]
-    spectra = [stft(F.pad(wave[None].float(), (0, model.hop)), model.hop, model.window) for wave in (noisy, clean)]
-    noisy_spec, clean_spec = spectra
-    gains = torch.sqrt((model.band_energy(clean_spec) + 1e-3) / (model.band_energy(noisy_spec) + 1e-3)).clamp(max=1.0)
+    noisy_spec, clean_spec = (stft(F.pad(wave[None].float(), (0, model.hop)), model.hop, model.window)
+                              for wave in (noisy, clean))
+    gains = ideal_band_gains(model.band_energy(clean_spec), model.band_energy(noisy_spec))
     frames = num_frames(length, model.hop)
     return istft(model.apply_gains(noisy_spec[:, :frames], gains[:, :frames]), model.hop, model.window, length)[0]
 

@@ -48,8 +48,8 @@ def main() -> None:
 
     data = compose_config([f"+experiment={args.experiment}", *args.overrides]).data
     real = data.real
-    split = load_real_split(real.root, args.split, SAMPLE_RATE, data.train.corpus_seed, utterances=4, noise_clips_per_group=args.clips_per_group,
-                            held_out_speakers=list(real.held_out_speakers), noise_test_share=real.noise_test_share,
+    split = load_real_split(real.root, args.split, SAMPLE_RATE, data.train.corpus_seed, utterances=4,
+                            noise_clips_per_group=args.clips_per_group, held_out_speakers=list(real.held_out_speakers), noise_test_share=real.noise_test_share,
                             min_bandwidth_hz=real.min_bandwidth_hz, min_clean_snr_db=real.min_clean_snr_db)
     clips = read_manifest(real.root)
     trained = split_clips(clips, "train", list(real.held_out_speakers), real.noise_test_share, real.min_bandwidth_hz)[1]

@@ -12,6 +12,11 @@ def frame_vad_targets(labels: torch.Tensor) -> torch.Tensor:
     return torch.maximum(padded[:, :-1], padded[:, 1:])
 
 
+def ideal_band_gains(clean_energy: torch.Tensor, noisy_energy: torch.Tensor) -> torch.Tensor:
+    """RNNoise's target: sqrt(E_clean / E_noisy) per band, at most 1 (1e-3 keeps silent bands finite)."""
+    return torch.sqrt((clean_energy + 1e-3) / (noisy_energy + 1e-3)).clamp(max=1.0)
+
+
 class RNNoiseLoss:
     """xiph's RNNoise loss: γ-compressed band-gain error weighted by VAD, plus a small VAD BCE.
 
@@ -32,7 +37,7 @@ class RNNoiseLoss:
     def _terms(self, model, output, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         clean_energy = model.analysis_band_energy(batch["clean"])
         noisy_energy = output.band_energy
-        target = torch.sqrt((clean_energy + 1e-3) / (noisy_energy + 1e-3)).clamp(max=1.0)
+        target = ideal_band_gains(clean_energy, noisy_energy)
         valid = ((clean_energy > self.silence_energy) | (noisy_energy > self.silence_energy)).float()
         vad = frame_vad_targets(batch["vad"])[:, : output.vad.shape[1]]
         error = output.gains.float().pow(self.gamma) - target.pow(self.gamma)
@@ -65,7 +70,7 @@ class XiphRNNoiseLoss:
             # the clean band energies: from the loader's workers when they computed them (`training_inputs`)
             clean = batch["xiph_clean_energy"] if "xiph_clean_energy" in batch else model.analysis_band_energy(batch["clean"])
             clean, noisy = clean.float(), output.band_energy.float()
-            gain = torch.sqrt((clean + 1e-3) / (noisy + 1e-3)).clamp(max=1.0)
+            gain = ideal_band_gains(clean, noisy)
             quiet = (clean < self.quiet_band) & (noisy < self.quiet_band)
             silent = noisy.sum(dim=-1, keepdim=True) < self.silent_frame
             mask = (~(quiet | silent)).float()
