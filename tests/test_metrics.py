@@ -6,7 +6,12 @@ import torch
 
 from speechcompress.compression.size import size_report
 from speechcompress.evaluation.measure import real_time_factor
-from speechcompress.evaluation.speech_quality import SpeechQuality, pesq_wb, si_sdr
+from speechcompress.evaluation.speech_quality import (
+    SpeechQuality,
+    pesq_wb,
+    scored_in_workers,
+    si_sdr,
+)
 from speechcompress.evaluation.vad_metrics import FrameVAD
 from speechcompress.models.rnnoise import RNNoise, RNNoiseOutput
 from speechcompress.tasks.losses import RNNoiseLoss, XiphRNNoiseLoss, frame_vad_targets
@@ -64,6 +69,44 @@ def test_an_item_the_distributed_sampler_repeats_is_counted_once():
     # item 6 has no speech: one of its two frames is called speech
     assert expected["noise_items"] == 1 and expected["noise_false_alarm"] == pytest.approx(0.5)
     assert expected["items"] == 2 and expected["recall"] == 1.0 and expected["precision"] == pytest.approx(2 / 3)
+
+
+def test_worker_processes_score_as_this_process_does_and_compute_waits_for_them():
+    rng = np.random.default_rng(1)
+    clean = torch.from_numpy(np.stack([_speechlike(1.5)] * 4))
+    noisy = clean + torch.from_numpy(rng.standard_normal(clean.shape).astype(np.float32)) * 0.05
+    enhanced = clean + (noisy - clean) * torch.tensor([[0.1], [0.3], [0.5], [1.0]])
+    lengths = torch.tensor([clean.shape[1], 20000, 16000, 12000])
+    inline, pooled = SpeechQuality(16000, processes=1), SpeechQuality(16000, processes=2)
+    for quality in (inline, pooled):
+        for batch in (slice(0, 3), slice(3, 4)):
+            quality.update(clean[batch], enhanced[batch], lengths[batch], torch.arange(4)[batch], noisy[batch])
+    assert pooled.compute() == inline.compute()
+    assert inline.compute()["items"] == 4 and inline.compute()["pesq"] > inline.compute()["pesq_noisy"]
+    pooled.reset()
+    pooled.update(clean[:1], enhanced[:1], lengths[:1], torch.tensor([0]), noisy[:1])
+    assert pooled.compute()["items"] == 1  # nothing of the earlier batches is left after a reset
+
+
+def test_noisy_scores_are_kept_by_content_and_read_back(tmp_path):
+    clean = torch.from_numpy(np.stack([_speechlike(1.0), _speechlike(1.0) * 0.5]))
+    noisy = clean + torch.from_numpy(np.random.default_rng(2).standard_normal(clean.shape).astype(np.float32)) * 0.05
+    lengths, index = torch.tensor([clean.shape[1]] * 2), torch.tensor([0, 1])
+
+    def scores() -> dict[str, float]:
+        with scored_in_workers(noisy_cache=tmp_path):
+            quality = SpeechQuality(16000)
+        quality.update(clean, clean * 0.9, lengths, index, noisy)
+        return quality.compute()
+
+    first = scores()
+    kept = sorted(tmp_path.glob("*.json"))
+    assert len(kept) == 2  # the two noisy inputs; the enhanced outputs change from run to run
+    assert scores() == first
+    for path in kept:  # what the folder holds is what the next run reports
+        path.write_text("[1.5, 0.5]")
+    again = scores()
+    assert again["pesq_noisy"] == 1.5 and again["stoi_noisy"] == 0.5 and again["pesq"] == first["pesq"]
 
 
 class _BandEnergies:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from speechcompress.config import compose_config, tracking_uri
 from speechcompress.data.audio import resample
 from speechcompress.data.mixing import VAD_FRAME_SECONDS
-from speechcompress.evaluation.speech_quality import SpeechQuality
+from speechcompress.evaluation.speech_quality import SpeechQuality, scored_in_workers
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tracking.compare import BASELINE_ROLE
@@ -131,8 +132,10 @@ def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[st
     run = baseline.make(data.sample_rate)
     metrics = {}
     for split in data.test_splits:
-        scores = score_split(baseline, run, data.split_loader(split), split_metrics(baseline, cfg.task, data.sample_rate),
-                             data.sample_rate, f"{name} on {split}")
+        with scored_in_workers(noisy_cache=Path(cfg.paths.data_dir) / "scores"):  # the noisy input's, as runs keep them
+            scores = score_split(baseline, run, data.split_loader(split),
+                                 split_metrics(baseline, cfg.task, data.sample_rate), data.sample_rate,
+                                 f"{name} on {split}")
         metrics.update({f"{split}/{key}": value for key, value in scores.items()})
     mlflow.set_tracking_uri(tracking_uri(cfg.logger.get("tracking_uri")))
     tag_experiment(mlflow.tracking.MlflowClient(), mlflow.set_experiment(cfg.name).experiment_id)

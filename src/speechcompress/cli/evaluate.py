@@ -23,14 +23,15 @@ def run(args: argparse.Namespace) -> int:
 
     from speechcompress.data.folders import PairedFolderDataset
     from speechcompress.data.mixing import pad_collate
-    from speechcompress.evaluation.speech_quality import MEASURES
+    from speechcompress.evaluation.speech_quality import MEASURES, scored_in_workers
     from speechcompress.tasks.denoise import score_denoiser
 
     task = open_source(args, "denoiser")
     pairs = DataLoader(PairedFolderDataset(args.noisy, args.clean, task.sample_rate), batch_size=1,
                        collate_fn=pad_collate)
-    summary = score_denoiser(task.model, tqdm(pairs, desc="evaluating", unit="file"), windows(task, args),
-                             task.sample_rate, with_noisy=True)
+    with scored_in_workers():
+        summary = score_denoiser(task.model, tqdm(pairs, desc="evaluating", unit="file"), windows(task, args),
+                                 task.sample_rate, with_noisy=True)
     print(json.dumps({"enhanced": {name: summary[name] for name in (*MEASURES, "si_sdr_i")},
                       "noisy": {name: summary[f"{name}_noisy"] for name in MEASURES} | {"si_sdr_i": 0.0},
                       "items": int(summary["items"]), "pesq_errors": int(summary["pesq_errors"]),

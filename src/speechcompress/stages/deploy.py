@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from speechcompress.evaluation.measure import real_time_factor
+from speechcompress.evaluation.speech_quality import scored_in_workers
 from speechcompress.export.exporter import ExportContext, Exporter, Written, write_all
 from speechcompress.export.registry import load
 from speechcompress.tasks.base import SpeechTask
@@ -59,5 +60,7 @@ def measure_file(task: SpeechTask, file: Written, settings: DictConfig,
     metrics[f"latency/rtf_{file.key}"] = rtf["latency/rtf"]
     if test_batches is not None:
         batches = tqdm(test_batches(), desc=f"test split through {file.path.name}", unit="batch", leave=False)
-        metrics |= {f"deploy/{file.key}/{name}": value for name, value in task.score(deployed, batches).items()}
+        with scored_in_workers():
+            scores = task.score(deployed, batches)
+        metrics |= {f"deploy/{file.key}/{name}": value for name, value in scores.items()}
     return metrics

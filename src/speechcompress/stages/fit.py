@@ -11,6 +11,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechcompress.checkpoints import AtomicCheckpointIO, save_task
 from speechcompress.compression.structured import shrink_task
+from speechcompress.evaluation.speech_quality import scored_in_workers
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, cluster_plugins
 from speechcompress.stages.plan import Plan
 from speechcompress.stages.progress import StepProgressBar
@@ -68,7 +69,7 @@ def _test(trainer: pl.Trainer, plan: Plan, result: str
           ) -> tuple[SpeechTask, dict[str, float], dict[str, float], str]:
     """Every test split's figures of the result; with `compression.shrink`, of the model rebuilt
     without its pruned channels (saved as final-shrunk.ckpt), which is then what ships."""
-    task, measured = plan.task, {}
+    task, measured, weights = plan.task, {}, result
     if plan.cfg.compression.get("shrink"):  # test, measure and ship the rebuilt model, not the masked one
         params_before = sum(p.numel() for p in task.model.parameters())
         task, difference = shrink_task(task)
@@ -76,9 +77,9 @@ def _test(trainer: pl.Trainer, plan: Plan, result: str
         if trainer.is_global_zero:
             save_task(task, result)
         measured = {"shrink/params_before": float(params_before), "shrink/max_abs_difference": difference}
-        test_metrics = trainer.test(task, datamodule=plan.datamodule, verbose=False, weights_only=True)
-    else:
-        test_metrics = trainer.test(task, datamodule=plan.datamodule, ckpt_path=result, verbose=False,
+        weights = None  # the rebuilt model is tested as it is
+    with scored_in_workers(noisy_cache=Path(plan.cfg.paths.data_dir) / "scores"):
+        test_metrics = trainer.test(task, datamodule=plan.datamodule, ckpt_path=weights, verbose=False,
                                     weights_only=True)
     # one dict per test split; the splits' figures are logged under their own prefixes
     return task, {k: float(v) for split in test_metrics for k, v in split.items()}, measured, result
