@@ -6,6 +6,7 @@ import pytest
 from speechcompress.checkpoints import save_task
 from speechcompress.config import CONFIG_DIR, PROJECT_ROOT
 from speechcompress.tasks.base import build_task
+from speechcompress.tracking.mlflow import run_name
 
 from .conftest import compose_config, sandbox_overrides
 
@@ -19,6 +20,18 @@ def test_every_experiment_composes_names_itself_and_builds_its_task(experiment):
     task = build_task(cfg)
     assert sum(p.numel() for p in task.model.parameters()) > 10_000
     assert str(cfg.paths.experiments_dir).startswith(str(PROJECT_ROOT))
+
+
+def test_run_names_say_what_each_recipe_sets():
+    names = {experiment: run_name(compose_config([f"+experiment={experiment}", *extra]))
+             for experiment, extra in (("rnnoise", []), ("rnnoise_sparse", ["compression.density=0.3"]),
+                                       ("rnnoise_prune", []), ("rnnoise_group_lasso", []),
+                                       ("fsmn_vad_distill", ["compression.teacher=t.ckpt"]))}
+    assert names == {"rnnoise": "rnnoise-none-s1", "rnnoise_sparse": "rnnoise-sparsify-d0.30-s1",
+                     "rnnoise_prune": "rnnoise-prune-s1", "rnnoise_group_lasso": "rnnoise-group_lasso-s1",
+                     "fsmn_vad_distill": "fsmnvad-distill-T2.0-a0.5-s1"}
+    with pytest.raises(Exception, match="density"):  # a setting pruning has no use for is not a key of it
+        compose_config(["+experiment=rnnoise_prune", "compression.density=0.3"])
 
 
 def test_folder_data_configs_compose():
