@@ -78,9 +78,8 @@ def training_inputs(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     DataLoader's workers compute (`XiphRNNoise.training_inputs`): the noisy signal's features,
     silent frames and band energies (`FORWARD_INPUTS`), and the clean signal's band energies
     (`xiph_clean_energy`: the loss's target).
-    In the training process it took 38 % of a CPU step (8 × 4 s, one thread: analysis 0.46 s,
-    synthesis 0.09 s, clean targets 0.05 s, against the network's 0.98 s), and a GPU step would
-    wait for it."""
+    It runs there because it is per-item numpy code, which the training process would otherwise run
+    between its steps while the network (on a GPU, or on the CPU's other threads) waits for it."""
     padded, _ = _padded(item["noisy"][None])
     analysis = xiph48k.analyse(highpass(padded[0].numpy()))
     return {"xiph_features": analysis.features.float(), "xiph_silent": analysis.silent.to(torch.uint8),
