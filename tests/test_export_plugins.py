@@ -48,7 +48,6 @@ class TorchScriptModel(nn.Module):
         self.module = torch.jit.load(str(path), _extra_files=extra)
         self.meta = json.loads(extra["meta.json"])
         self.sample_rate = self.meta["sample_rate"]
-        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # the CPU, as callers read a device
 
     def forward(self, noisy):
         return _Output(self.module(noisy.float().cpu()).to(noisy.device))

@@ -56,11 +56,18 @@ def window_starts(length: int, window: int, overlap: int) -> list[int]:
     return [i * step for i in range(count)]
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of `model`'s parameters; the CPU for a model without any: an exported file
+    (`export.runtime`), which its runtime runs on the CPU."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.inference_mode()
 def enhance_batch(model: nn.Module, noisy: torch.Tensor, windows: Windows = Windows()) -> torch.Tensor:
     """Noisy [B, T] at the model's rate → enhanced [B, T] float32 on `noisy`'s device; windows go
     to the model's device (on CUDA `windows.batch` at a time) and come back one group at a time."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     window, overlap = windows.samples(model.sample_rate)
     batch, length = noisy.shape
     if length <= window:
@@ -103,7 +110,7 @@ def compile_model(model: nn.Module, sample_rate: int, seconds: float = 4.0) -> t
     import time
 
     compiled = torch.compile(model, dynamic=True)
-    device = next(model.parameters()).device
+    device = model_device(model)
     start = time.perf_counter()
     with torch.inference_mode():
         compiled(torch.zeros(1, int(seconds * sample_rate), device=device))
@@ -115,6 +122,6 @@ def speech_probabilities(model: nn.Module, wave: np.ndarray, sample_rate: int) -
     """Mono float32 `wave` at `sample_rate` → speech probability per 10 ms frame from the start, float32."""
     if len(wave) == 0:
         return np.zeros(0, np.float32)
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = torch.from_numpy(resample(wave, sample_rate, model.sample_rate)).to(device).unsqueeze(0)
     return model(x).speech_probability().squeeze(0).float().cpu().numpy()

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speechcompress.evaluation.measure import peak_memory
-    from speechcompress.inference import enhance_waveform
+    from speechcompress.inference import enhance_waveform, model_device
 
     task = open_source(args, "denoiser")
     model, chosen = task.model, windows(task, args)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     def work(path: Path, relative: Path) -> None:
         wave, rate = read_audio(path)
         start = time.perf_counter()
-        with peak_memory(next(model.parameters()).device) as memory:
+        with peak_memory(model_device(model)) as memory:
             enhanced = enhance_waveform(model, wave, rate, chosen)
         seconds = time.perf_counter() - start
         write_audio(destination[path], enhanced, rate, args.float)

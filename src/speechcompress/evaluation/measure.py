@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from speechcompress.inference import model_device
+
 
 @torch.no_grad()
 def real_time_factor(model: nn.Module, sample_rate: int, seconds: float = 10.0, repeats: int = 5,
@@ -22,7 +24,7 @@ def real_time_factor(model: nn.Module, sample_rate: int, seconds: float = 10.0, 
 
     One warm-up pass, then the median of `repeats` timed passes; the model is left on its device.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     was_training = model.training
     cpu_model = model.to("cpu").eval()
     audio = torch.randn(1, int(seconds * sample_rate)) * 0.05

@@ -2,7 +2,8 @@
 
 `OnnxModel` wraps an ONNX Runtime session in the interface the rest of the project calls: a
 denoiser's `model(noisy).enhanced`, a VAD's `model(noisy).logits` / `.speech_probability()` and
-`model.frames(samples)`, `model.sample_rate`. So `inference.enhance_batch`, the tasks' test loops
+`model.frames(samples)`, `model.sample_rate`; having no parameters, they run on the CPU
+(`inference.model_device`). So `inference.enhance_batch`, the tasks' test loops
 and the CLI run an exported file exactly as they run a checkpoint. A step graph (a streaming
 export) runs K hops a call behind the same whole-signal interface. `LibRNNoiseModel` runs a
 librnnoise weights file in xiph's C library behind the denoiser's.
@@ -63,7 +64,6 @@ class LibRNNoiseModel(nn.Module):
         self.path = None if path is None else Path(path)
         self.blob = None if path is None else self.path.read_bytes()
         self.library = LibRNNoise(library)
-        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # see OnnxModel
 
     def forward(self, noisy: torch.Tensor) -> EnhancedOutput:
         length, delay = noisy.shape[-1], 2 * FRAME_SIZE
@@ -92,8 +92,6 @@ class OnnxModel(nn.Module):
         self.sample_rate: int = int(self.meta["sample_rate"])
         self.session = session(path, threads)
         self.hops = hops
-        # callers find a model's device from its parameters: an exported file runs on the CPU
-        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     @property
     def streams(self) -> bool:
