@@ -223,3 +223,13 @@ def test_linear_and_conv_layers_join_by_name_pattern():
     assert float(masks["conv2.weight"].float().mean()) == pytest.approx(0.25, abs=0.05)
     with pytest.raises(ConfigError, match="nothing to sparsify"):
         SparsifyCallback(layer_patterns=["nope*"]).targets(torch.nn.Linear(4, 4))
+
+
+def test_a_callback_that_is_not_a_compression_callback_is_refused_by_name(tmp_path):
+    cfg = compose_config(["+experiment=rnnoise", *TINY, *sandbox_overrides(tmp_path),
+                          "+compression.callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor"])
+    from speechcompress.train import run
+
+    with pytest.raises(ConfigError, match=r"compression\.callbacks\.lr: .*LearningRateMonitor is not a .*CompressionCallback"):
+        run(cfg)
+    assert not (tmp_path / "experiments" / "runs").exists()

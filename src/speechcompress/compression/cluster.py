@@ -25,6 +25,7 @@ import torch
 from scipy.cluster.vq import kmeans2
 from torch import nn
 
+from speechcompress.compression.callback import CompressionCallback
 from speechcompress.config import ConfigError
 
 NO_CLUSTER = -1  # the index of a zero weight
@@ -114,24 +115,23 @@ def clustered_size(model: nn.Module, bits: int) -> int:
     return total
 
 
-class ClusterCallback(pl.Callback):
+class ClusterCallback(CompressionCallback):
     """Clusters the model's weight tensors at step `cluster_start`, then keeps each weight at its
     cluster's mean after every optimizer step until the end of training (see the module docstring).
     The assignments live in the callback's state, so a resumed run continues with the same clusters."""
 
     final_model_only = True  # the run is judged by its final, clustered model
 
-    def __init__(self, bits: int = 4, cluster_start: int = 0) -> None:
+    def __init__(self, bits: int = 4, cluster_start: int = 0, keys: dict[str, str] | None = None) -> None:
+        super().__init__(keys)
         if not 1 <= int(bits) <= 8:
             raise ConfigError(f"compression.bits must be between 1 and 8 (2 to 256 shared values per tensor), got {bits}")
         self.bits, self.cluster_start = int(bits), int(cluster_start)
         self.assignments: dict[str, torch.Tensor] = {}
-        self.keys: dict[str, str] = {}
 
     def check(self, pl_module: pl.LightningModule, total_steps: int) -> None:
         if not 0 <= self.cluster_start < total_steps:
-            key = self.keys.get("cluster_start", "compression.cluster_start")
-            raise ConfigError(f"{key}={self.cluster_start} must be a step inside the run (0 … {total_steps - 1}): "
+            raise ConfigError(f"{self.key('cluster_start')}={self.cluster_start} must be a step inside the run (0 … {total_steps - 1}): "
                               f"the weights are clustered there and fine-tuned with shared values after it")
 
     def figures(self, model: nn.Module) -> dict[str, float]:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from speechcompress.checkpoints import load_task
+from speechcompress.compression.callback import CompressionCallback
 from speechcompress.config import ConfigError
 
 MLFLOW_PREFIX = "mlflow:"
@@ -82,9 +83,11 @@ def refuse_incompatible(teacher: pl.LightningModule, student: pl.LightningModule
                          f"teacher trained on the student's inputs")
 
 
-class DistillCallback(pl.Callback):
+class DistillCallback(CompressionCallback):
     def __init__(self, teacher: str, alpha: float = 0.5, temperature: float = 2.0, match: str = "gains",
-                 distance: str = "l1", tracking_uri: str | None = None, cache_dir: str = "experiments/teachers") -> None:
+                 distance: str = "l1", tracking_uri: str | None = None, cache_dir: str = "experiments/teachers",
+                 keys: dict[str, str] | None = None) -> None:
+        super().__init__(keys)
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"compression.alpha={alpha}: the weight of the teacher's term must be in [0, 1]")
         if temperature <= 0:

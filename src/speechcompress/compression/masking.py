@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from speechcompress.compression.callback import CompressionCallback
 from speechcompress.config import ConfigError
 
 
@@ -30,7 +31,7 @@ def scheduled_density(step: int, start: int, stop: int, target: float, exponent:
     return density_at(schedule_alpha(step, start, stop, exponent), target)
 
 
-class ScheduledMaskCallback(pl.Callback):
+class ScheduledMaskCallback(CompressionCallback):
     """Recomputes masks every `interval` steps from `start` to `stop`, then keeps the final ones.
 
     Subclasses implement `compute_masks(model, alpha)`, alpha being the schedule's position (1 dense,
@@ -43,7 +44,8 @@ class ScheduledMaskCallback(pl.Callback):
     setting_names = ("start", "stop")  # the subclass's names of its start and stop arguments
 
     def __init__(self, start: float, stop: float, interval: int, exponent: float = 3.0,
-                 schedule: str = "absolute") -> None:
+                 schedule: str = "absolute", keys: dict[str, str] | None = None) -> None:
+        super().__init__(keys)
         if schedule not in ("absolute", "relative"):
             raise ConfigError(f"compression.schedule must be 'absolute' or 'relative', got {schedule!r}")
         self.start_setting, self.stop_setting = start, stop
@@ -51,21 +53,17 @@ class ScheduledMaskCallback(pl.Callback):
         self.start = self.stop = 0
         self.masks: dict[str, torch.Tensor] = {}
         self.last_update = -1
-        self.keys: dict[str, str] = {}  # argument → the key a user types (train.py fills it in)
 
     # --- for subclasses -----------------------------------------------------------------------
     def compute_masks(self, model: nn.Module, alpha: float) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     # --- schedule -----------------------------------------------------------------------------
-    def _key(self, argument: str) -> str:
-        return self.keys.get(argument, f"compression.{argument}")
-
     def resolve_schedule(self, total_steps: int) -> None:
         """Turn start/stop into steps; refuse, before training, a run too short to reach the stop."""
         what = type(self).__name__
-        start_key, stop_key = (self._key(name) for name in self.setting_names)
-        schedule_key = self._key("schedule")
+        start_key, stop_key = (self.key(name) for name in self.setting_names)
+        schedule_key = self.key("schedule")
         if self.schedule == "relative":
             if not 0 <= self.start_setting < self.stop_setting <= 1:
                 raise ConfigError(f"{what}: with {schedule_key}=relative, {start_key} < {stop_key} must be fractions "

@@ -64,11 +64,12 @@ class PruneCallback(ScheduledMaskCallback):
         scope: str = "per_tensor",
         patterns: list[str] | None = None,
         ratios_file: str | None = None,
+        keys: dict[str, str] | None = None,
     ) -> None:
         """structure: "unstructured" | "structured" (channels); scope (unstructured): "per_tensor" | "global".
         patterns: fnmatch patterns of the parameters (unstructured; default: every weight with 2+
         dimensions) or channel groups (structured; default: all) to prune."""
-        super().__init__(prune_start, prune_stop, prune_interval, exponent, schedule)
+        super().__init__(prune_start, prune_stop, prune_interval, exponent, schedule, keys)
         if not 0 <= final_sparsity < 1:
             raise ConfigError(f"compression.final_sparsity must be in [0, 1), got {final_sparsity}")
         if structure not in ("unstructured", "structured") or scope not in ("per_tensor", "global"):

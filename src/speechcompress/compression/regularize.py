@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from speechcompress.compression.blocks import DEFAULT_BLOCK, block_energy
+from speechcompress.compression.callback import CompressionCallback
 from speechcompress.compression.structured import channel_groups, channel_norms
 from speechcompress.config import ConfigError
 from speechcompress.xiph_format import as_matrix
@@ -25,7 +26,7 @@ def unit_lasso(model: nn.Module) -> torch.Tensor:
     return sum(channel_norms(group, params).sum() for group in channel_groups(model))
 
 
-class GroupLassoCallback(pl.Callback):
+class GroupLassoCallback(CompressionCallback):
     """Adds `train/group_lasso` = weight · ramp · Σ group norms through the task's loss-term protocol.
 
     Groups: `units` (channels: conv output channels, GRU units, linear outputs, never the model's
@@ -34,7 +35,9 @@ class GroupLassoCallback(pl.Callback):
     first learns the task.
     """
 
-    def __init__(self, weight: float = 1e-4, warmup_steps: int = 200, groups: str = "units") -> None:
+    def __init__(self, weight: float = 1e-4, warmup_steps: int = 200, groups: str = "units",
+                 keys: dict[str, str] | None = None) -> None:
+        super().__init__(keys)
         if groups not in ("units", "blocks"):
             raise ConfigError(f"compression.groups must be 'units' or 'blocks', got {groups!r}")
         self.weight, self.warmup_steps, self.groups = weight, warmup_steps, groups

@@ -63,11 +63,12 @@ class SparsifyCallback(ScheduledMaskCallback):
         keep_diagonal: bool = True,
         layer_patterns: list[str] | None = None,
         layer_density: float | None = None,
+        keys: dict[str, str] | None = None,
     ) -> None:
         """`schedule`: "absolute" (start/stop are optimizer steps) or "relative" (fractions of the run).
         `layer_patterns`: fnmatch patterns of Linear/Conv weights (e.g. "dense_out.weight") sparsified
         to `layer_density` (default: `density`, or 0.5)."""
-        super().__init__(sparsify_start, sparsify_stop, sparsify_interval, exponent, schedule)
+        super().__init__(sparsify_start, sparsify_stop, sparsify_interval, exponent, schedule, keys)
         self.gates = gate_densities(density)
         self.block = (int(block_rows), int(block_cols))
         self.keep_diagonal = keep_diagonal

@@ -57,7 +57,7 @@ def fit_and_test(plan: Plan) -> Fitted:
         if interruption.saved_step is not None and logger:  # a job told to stop has seconds, not minutes
             logger.close(min(SIGNALLED_WAIT, plan.cfg.logger.wait_for_server_seconds))
         interruption.exit_if_interrupted()
-        task, metrics, figures, result = _test(trainer, plan, _result_checkpoint(trainer, checkpoint))
+        task, metrics, figures, result = _test(trainer, plan, _result_checkpoint(trainer, checkpoint, plan))
     except Exception:
         if logger:  # what the run logged before it failed still reaches the server (or the outbox's journal)
             logger.close(plan.cfg.logger.wait_for_server_seconds)
@@ -85,7 +85,7 @@ def _test(trainer: pl.Trainer, plan: Plan, result: str
     return task, {k: float(v) for split in test_metrics for k, v in split.items()}, measured, result
 
 
-def _result_checkpoint(trainer: pl.Trainer, checkpoint: BestAndLastCheckpoint) -> str:
+def _result_checkpoint(trainer: pl.Trainer, checkpoint: BestAndLastCheckpoint, plan: Plan) -> str:
     """The checkpoint a run is judged by: the best by val/loss, or with masks on, the final model;
     after no steps at all (a baseline run), the model it started from.
 
@@ -98,7 +98,7 @@ def _result_checkpoint(trainer: pl.Trainer, checkpoint: BestAndLastCheckpoint) -
         start = Path(checkpoint.dirpath) / "start.ckpt"
         trainer.save_checkpoint(start)
         return str(start)
-    if any(getattr(callback, "final_model_only", False) for callback in trainer.callbacks):
+    if any(callback.final_model_only for callback in plan.compression):
         final = Path(checkpoint.dirpath) / "final.ckpt"
         trainer.save_checkpoint(final)
         return str(final)

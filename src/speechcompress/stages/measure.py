@@ -3,16 +3,16 @@ compression callbacks report of it (each through its own `figures(model)`)."""
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from speechcompress.compression.callback import CompressionCallback
 from speechcompress.compression.size import size_report
 from speechcompress.evaluation.measure import peak_memory, real_time_factor
 from speechcompress.tasks.base import SpeechTask
 
 
-def measure(task: SpeechTask, settings: DictConfig, callbacks: list[pl.Callback]) -> dict[str, float]:
+def measure(task: SpeechTask, settings: DictConfig, callbacks: list[CompressionCallback]) -> dict[str, float]:
     """`size/*`, `latency/rtf` (1 CPU thread, `settings.latency_seconds`), `memory/peak_mb`
     (`settings.memory_seconds`), and each callback's `figures(model)`."""
     model = task.model
@@ -20,8 +20,7 @@ def measure(task: SpeechTask, settings: DictConfig, callbacks: list[pl.Callback]
                **real_time_factor(model, task.sample_rate, settings.latency_seconds, settings.latency_repeats),
                **inference_memory(task, settings.memory_seconds)}
     for callback in callbacks:
-        if hasattr(callback, "figures"):
-            figures |= callback.figures(model)
+        figures |= callback.figures(model)
     return figures
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from speechcompress.checkpoints import read_checkpoint
+from speechcompress.compression.callback import CompressionCallback
 from speechcompress.config import ConfigError, instantiate_checked, run_folder, tracking_uri
 from speechcompress.export.exporter import Exporter
 from speechcompress.export.registry import exporters as configured_exporters
@@ -32,7 +33,7 @@ class Plan:
     folder: RunFolder
     datamodule: pl.LightningDataModule
     task: SpeechTask
-    compression: list[pl.Callback]
+    compression: list[CompressionCallback]
     exporters: list[Exporter]  # those of `cfg.export` that apply to the model, in order
     resume_path: Path | None  # the checkpoint a resumed run continues
     resume_run_id: str | None  # its MLflow run
@@ -59,8 +60,7 @@ def plan(cfg: DictConfig) -> Plan:
         start_from(task, cfg.init)
     compression, steps = build_compression(cfg), planned_steps(cfg, datamodule)  # a run without an end is refused
     for callback in compression:  # schedules, patterns, teachers against the model and the run's length
-        if hasattr(callback, "check"):
-            callback.check(task, steps)
+        callback.check(task, steps)
     exporters = build_exporters(cfg.export, task.model)
     if resume_path:
         folder = RunFolder.of_checkpoint(resume_path)
@@ -121,15 +121,19 @@ def _typed_key(raw: object, fallback: str) -> str:
     return fallback
 
 
-def build_compression(cfg: DictConfig) -> list[pl.Callback]:
-    """The compression callbacks of `cfg.compression.callbacks`; a refused setting is a ConfigError.
-    Each learns, as `keys`, the command-line key of each of its arguments, for its messages."""
+def build_compression(cfg: DictConfig) -> list[CompressionCallback]:
+    """The compression callbacks of `cfg.compression.callbacks`, each given as `keys` the
+    command-line key of each of its arguments, for its messages; a refused setting is a ConfigError."""
     callbacks = []
     for name, node in (cfg.compression.get("callbacks") or {}).items():
-        callback = instantiate_checked(node)
         raw = OmegaConf.to_container(node, resolve=False)
-        callback.keys = {arg: _typed_key(value, f"compression.callbacks.{name}.{arg}") for arg, value in raw.items()}
-        callbacks.append(callback)
+        keys = {arg: _typed_key(value, f"compression.callbacks.{name}.{arg}") for arg, value in raw.items()
+                if arg != "_target_"}
+        if not issubclass(get_class(node._target_), CompressionCallback):
+            raise ConfigError(f"compression.callbacks.{name}: {node._target_} is not a "
+                              f"speechcompress.compression.callback.CompressionCallback, which the run asks "
+                              f"for its checks and figures: derive it from that class")
+        callbacks.append(instantiate_checked(node, keys=keys))
     return callbacks
 
 
