@@ -332,6 +332,10 @@ def test_an_exported_vad_runs_in_vad_like_its_checkpoint_and_refuses_a_denoiser(
     denoiser = next((Path(tiny_run[0].paths.experiments_dir) / "runs" / "rnnoise").glob("*/export/model.onnx"))
     assert main(["vad", "--checkpoint", str(denoiser), str(tmp_path / "in.wav"), str(tmp_path / "x")]) == 2
     assert "holds a denoiser model, but this needs a vad" in capsys.readouterr().err
+    # a format that does not ship this family: the same refusal as a run's, naming the way out
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "rnnoise_c", "--out", str(tmp_path / "c")]) == 2
+    assert "ships a fsmn_vad model, which ships as onnx, funasr" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("fixture", ["tiny_run", "tiny_vad_run", pytest.param("tiny_frcrn_run", marks=USES_TINY_FRCRN)])

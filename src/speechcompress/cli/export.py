@@ -57,19 +57,14 @@ def run(args: argparse.Namespace) -> int:
     from speechcompress.config import compose_config
     from speechcompress.export.exporter import ExportContext, write_all
     from speechcompress.export.quantize import quantized_ops
-    from speechcompress.export.registry import exporters
+    from speechcompress.export.registry import exporters_for
 
     checkpoint = Path(args.checkpoint)
     task = load_task(checkpoint)
     run_folder = RunFolder.of_checkpoint(checkpoint.resolve())
     export = compose_config(overrides(args)).export
     OmegaConf.resolve(export)
-    chosen = [exporter for exporter in exporters(export) if exporter.applies(task.model)]
-    if not chosen:
-        raise ValueError(f"--format {args.format} has no format for a {task.model.family} model, which ships as "
-                         f"{', '.join(task.model.formats)}")
-    for exporter in chosen:
-        exporter.check(task.model)
+    chosen = exporters_for(export, task.model)
     context = ExportContext(task.deploy_settings(),
                             lambda: instantiate(run_folder.run_config(args.config).data).train_dataloader())
     files = write_all(task.model, chosen, Path(args.out) if args.out else run_folder.export, context)

@@ -34,6 +34,28 @@ def exporters(export: DictConfig) -> list[Exporter]:
     return [instantiate(node) for node in (export.get("formats") or {}).values() if node is not None]
 
 
+def exporters_for(export: DictConfig, model: nn.Module) -> list[Exporter]:
+    """The exporters of `export` that apply to `model`, each of which has checked that it can write
+    it. A ValueError says what does not fit: an exporter's setting, a config whose formats all pass
+    the model by (it would ship nothing; a config listing no formats ships nothing by design), or
+    the model's own settings."""
+    try:
+        listed = exporters(export)
+    except Exception as error:  # Hydra wraps the exporter's own ValueError, which names the key
+        raise ValueError(str(error.__cause__ or error)) from None
+    chosen = [exporter for exporter in listed if exporter.applies(model)]
+    if listed and not chosen:
+        raise ValueError(f"none of this export's formats ({', '.join(export.formats)}) ships a {model.family} "
+                         f"model, which ships as {', '.join(model.formats)}: pick the export config that lists "
+                         f"it (conf/export/: `export=NAME` for a run, `--format NAME` for `speechcompress export`)")
+    for exporter in chosen:
+        try:
+            exporter.check(model)
+        except ValueError as error:
+            raise ValueError(f"model.*: {error}") from None
+    return chosen
+
+
 def format_classes() -> list[type[Exporter]]:
     """Every exporter class some `export` config names, once each, in config order."""
     classes: dict[str, type[Exporter]] = {}

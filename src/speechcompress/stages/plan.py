@@ -21,7 +21,7 @@ from speechcompress.checkpoints import read_checkpoint
 from speechcompress.compression.callback import CompressionCallback
 from speechcompress.config import ConfigError, instantiate_checked, run_folder, tracking_uri
 from speechcompress.export.exporter import Exporter
-from speechcompress.export.registry import exporters as configured_exporters
+from speechcompress.export.registry import exporters_for
 from speechcompress.run_layout import RunFolder
 from speechcompress.tasks.base import SpeechTask, build_task
 from speechcompress.tracking.mlflow import RUN_ID_KEY, check_reachable
@@ -138,23 +138,11 @@ def build_compression(cfg: DictConfig) -> list[CompressionCallback]:
 
 
 def build_exporters(export: DictConfig, model: torch.nn.Module) -> list[Exporter]:
-    """The exporters of `export` that apply to `model`, each of which has checked it can write it;
-    a config whose formats all pass the model by is refused (it would ship nothing)."""
+    """`export.registry.exporters_for`, its refusals as ConfigErrors (`export=none` ships nothing)."""
     try:
-        listed = configured_exporters(export)
-    except Exception as error:  # Hydra wraps the exporter's own ValueError, which names the key
-        raise ConfigError(str(error.__cause__ or error)) from None
-    chosen = [exporter for exporter in listed if exporter.applies(model)]
-    if listed and not chosen:
-        raise ConfigError(f"none of this export's formats ({', '.join(export.formats)}) ships a {model.family} "
-                          f"model, which ships as {', '.join(model.formats)}: pick the export=... config that "
-                          f"lists it (conf/export/), or export=none")
-    for exporter in chosen:
-        try:
-            exporter.check(model)
-        except ValueError as error:
-            raise ConfigError(f"model.*: {error}") from None
-    return chosen
+        return exporters_for(export, model)
+    except ValueError as error:
+        raise ConfigError(f"{error}; or export=none") from None
 
 
 def planned_steps(cfg: DictConfig, datamodule) -> int:
