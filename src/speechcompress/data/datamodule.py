@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from speechcompress.data.mixing import pad_collate
+from speechcompress.test_splits import REAL, UNSEEN
 
 DatasetFactory = Callable[..., Dataset]
 
@@ -40,7 +41,7 @@ class AudioDataModule(pl.LightningDataModule):
         super().__init__()
         self.sample_rate = sample_rate
         self.factories = {"train": train, "val": val, "test": test}
-        for split, factory in (("test_unseen", test_unseen), ("test_real", test_real)):
+        for split, factory in ((UNSEEN, test_unseen), (REAL, test_real)):
             if factory is not None:
                 self.factories[split] = factory
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers

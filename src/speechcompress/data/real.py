@@ -41,11 +41,11 @@ from speechcompress.data.mixing import frame_energy
 from speechcompress.data.rooms import simulate_room
 from speechcompress.data.splits import SyntheticSplit, read_split, record_split, write_split
 from speechcompress.files import atomic_path
+from speechcompress.test_splits import REAL
 
 CORPUS_VERSION = 2  # 2: clips named uniquely (gcin's syllable folders, in Chinese characters, had collapsed into a few names)
 CORPUS_RATE = 16000
-REAL_SPLITS = {"train": 10, "val": 11, "test_real": 12}  # seeds apart from the synthetic splits'
-TEST_SPLIT = "test_real"
+REAL_SPLITS = {"train": 10, "val": 11, REAL: 12}  # seeds apart from the synthetic splits'
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,7 @@ def split_clips(clips: Sequence[Clip], split: str, held_out_speakers: Sequence[s
     if unknown:
         raise ValueError(f"data.real.held_out_speakers names {unknown}, which the corpus does not have; "
                          f"its speakers: {', '.join(sorted(speakers))}")
-    testing = split == TEST_SPLIT
+    testing = split == REAL
     speech, noise = defaultdict(list), defaultdict(list)
     for clip in clips:
         if clip.kind == "speech" and (clip.bandwidth_hz < min_bandwidth_hz or not passes_gate(clip, min_clean_snr_db)):

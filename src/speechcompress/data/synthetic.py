@@ -37,10 +37,10 @@ from speechcompress.data.noise import NOISE_FAMILIES, render_noise
 from speechcompress.data.real import CorpusMissing, load_real_split
 from speechcompress.data.rooms import simulate_room
 from speechcompress.data.splits import SyntheticSplit, read_split, record_split, write_split
+from speechcompress.test_splits import TEST, UNSEEN
 
 CACHE_VERSION = 6
-SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "test_unseen": 3}
-UNSEEN_SPLIT = "test_unseen"
+SPLIT_IDS = {"train": 0, "val": 1, TEST: 2, UNSEEN: 3}  # a part of each split's random seeds
 
 WORDS = {
     "en": "the a small house river morning light green never always people water over under quickly "
@@ -104,10 +104,10 @@ def split_choices(split: str, held_out: Mapping[str, Sequence[str]]) -> tuple[tu
 
     def chosen(key: str, every: Sequence[str]) -> tuple[str, ...]:
         kept = set(held_out.get(key, ()))
-        names = tuple(n for n in every if (n in kept) == (split == UNSEEN_SPLIT))
+        names = tuple(n for n in every if (n in kept) == (split == UNSEEN))
         if not names:
-            side = "held out" if split == UNSEEN_SPLIT else "left once the held-out ones are removed"
-            hint = " (or drop the unseen split: data.test_unseen=null)" if split == UNSEEN_SPLIT else ""
+            side = "held out" if split == UNSEEN else "left once the held-out ones are removed"
+            hint = " (or drop the unseen split: data.test_unseen=null)" if split == UNSEEN else ""
             raise ValueError(f"split {split!r} has no {key} {side}: check held_out.{key}{hint}")
         return names
 

@@ -26,6 +26,7 @@ from speechcompress.evaluation.speech_quality import MEASURES, SpeechQuality
 from speechcompress.inference import Windows, enhance_batch
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tasks.examples import write_examples
+from speechcompress.test_splits import TEST, TEST_SPLITS
 
 
 class DenoiseTask(SpeechTask):
@@ -116,12 +117,10 @@ class DenoiseTask(SpeechTask):
 
     def summary_lines(self, metrics: dict[str, float]) -> list[str]:
         lines = []
-        for split, title, note in (("test", "test split", ""),
-                                   ("test_unseen", "unseen split", "   (noises and voices training never drew)"),
-                                   ("test_real", "real split", "   (recorded voices and noise training never drew)")):
-            if split != "test" and f"{split}/pesq" not in metrics:
+        for split, (title, apart) in TEST_SPLITS.items():
+            if split != TEST and f"{split}/pesq" not in metrics:
                 continue
-            lines.append(f"{title:<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}{note}")
+            lines.append(f"{title:<12}{'enhanced':>10}{'noisy':>10}{'gain':>10}{f'   ({apart})' if apart else ''}")
             for name, label in (("pesq", "PESQ-wb"), ("stoi", "STOI"), ("si_sdr", "SI-SDR dB")):
                 enhanced, noisy = metrics.get(f"{split}/{name}", math.nan), metrics.get(f"{split}/{name}_noisy", math.nan)
                 lines.append(f"{label:<12}{enhanced:>10.3f}{noisy:>10.3f}{enhanced - noisy:>+10.3f}")

@@ -23,6 +23,7 @@ from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tasks.base import SpeechTask
 from speechcompress.tasks.examples import write_vad_examples
+from speechcompress.test_splits import TEST, TEST_SPLITS
 
 
 def frame_mask(model: nn.Module, lengths: torch.Tensor, frames: int) -> torch.Tensor:
@@ -163,10 +164,8 @@ class VADTask(SpeechTask):
         ] + [
             f"{title:<16}frame F1 {metrics[f'{split}/f1']:.4f}, ROC-AUC {metrics[f'{split}/auc']:.4f}, "
             f"noise-only FA {metrics[f'{split}/noise_false_alarm']:.4f} over {int(metrics[f'{split}/noise_items'])} items "
-            f"({note})"
-            for split, title, note in (("test_unseen", "unseen split", "noises and voices training never drew"),
-                                       ("test_real", "real split", "recorded voices and noise training never drew"))
-            if f"{split}/f1" in metrics]
+            f"({apart})"
+            for split, (title, apart) in TEST_SPLITS.items() if split != TEST and f"{split}/f1" in metrics]
 
     def write_examples(self, folder: Path) -> list[Path]:
         return write_vad_examples(self.examples, self.sample_rate, self.segment_config, folder)

@@ -13,6 +13,8 @@ import json
 
 from omegaconf import DictConfig
 
+from speechcompress.test_splits import TEST_SPLITS
+
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 VIEW = "speechcompress"  # the experiment's shared view of its runs table (see `experiment_url`)
 VIEW_COST = "size/bytes_sparse"
@@ -35,7 +37,7 @@ def tag_experiment(client, experiment_id: str, swept: list[str] | None = None, q
     if swept is None and view in client.get_experiment(experiment_id).tags:
         return
     columns = [*(f"params.`{key}`" for key in swept or []),
-               *(f"metrics.`{split}/{quality}`" for split in ("test", "test_unseen", "test_real")),
+               *(f"metrics.`{split}/{quality}`" for split in TEST_SPLITS),
                f"metrics.`{VIEW_COST}`", "metrics.`latency/rtf`"]
     state = {"orderByKey": f"metrics.`{VIEW_COST}`", "orderByAsc": True, "selectedColumns": columns}
     client.set_experiment_tag(experiment_id, view, json.dumps(state))
