@@ -6,7 +6,8 @@ from mlflow.tracking import MlflowClient
 
 from speechcompress.cli import main
 from speechcompress.tracking.compare import pareto_flags
-from speechcompress.tracking.sweep import ROLE_TAG, SWEEP_TAG
+from speechcompress.tracking.mlflow import SWEEP_TAG
+from speechcompress.tracking.sweep import ROLE_TAG
 
 
 def test_pareto_flags_by_hand():

@@ -22,15 +22,16 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from speechcompress.files import atomic_path
+from speechcompress.test_splits import REAL, TEST, TEST_SPLITS, UNSEEN
+from speechcompress.tracking.mlflow import SWEEP_TAG
 from speechcompress.tracking.model import SHIPPED_TAG
-from speechcompress.tracking.sweep import ROLE_TAG, SWEEP_TAG
+from speechcompress.tracking.sweep import ROLE_TAG
 
-SPLITS = ("test", "test_unseen", "test_real")
-LOWER_IS_BETTER = {f"{split}/{name}" for split in SPLITS
+LOWER_IS_BETTER = {f"{split}/{name}" for split in TEST_SPLITS
                    for name in ("dcf", "noise_false_alarm", "false_alarms_per_hour")} | {"val/loss"}
-QUALITY_COLUMNS = ("test/pesq", "test/stoi", "test/si_sdr", "test/f1", "test/auc", "test/dcf", "test/noise_false_alarm",
-                   "test_unseen/pesq", "test_unseen/f1", "test_unseen/noise_false_alarm",  # the seen-to-unseen gap
-                   "test_real/pesq", "test_real/stoi", "test_real/f1", "test_real/noise_false_alarm")  # real voices
+QUALITY_COLUMNS = (*(f"{TEST}/{name}" for name in ("pesq", "stoi", "si_sdr", "f1", "auc", "dcf", "noise_false_alarm")),
+                   *(f"{UNSEEN}/{name}" for name in ("pesq", "f1", "noise_false_alarm")),  # the seen-to-unseen gap
+                   *(f"{REAL}/{name}" for name in ("pesq", "stoi", "f1", "noise_false_alarm")))  # real voices
 COMPANIONS = {"f1": ("noise_false_alarm",)}  # headline figures shown beside a quality metric of that name
 LATENCY = "latency/rtf"
 SEED = "seed"  # the key whose values a recipe's runs may differ by
@@ -189,7 +190,7 @@ def columns(rows: list[Row], metric: str, everything: bool = False) -> list[str]
         keys = [*QUALITY_COLUMNS, *sorted({k for r in rows for k in r.means if k.startswith("deploy/")})]
     else:
         name = metric.split("/", 1)[-1]
-        keys = [f"{split}/{n}" for split in SPLITS for n in (name, *COMPANIONS.get(name, ()))] + [SHIPPED_LOSS]
+        keys = [f"{split}/{n}" for split in TEST_SPLITS for n in (name, *COMPANIONS.get(name, ()))] + [SHIPPED_LOSS]
     return [k for k in keys if any(k in r.means for r in rows)]
 
 

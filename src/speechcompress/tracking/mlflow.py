@@ -16,6 +16,7 @@ from speechcompress.config import PROJECT_ROOT, flatten, tracking_uri
 
 LIBRARIES = ("torch", "torchaudio", "pytorch-lightning", "hydra-core", "mlflow", "torchmetrics", "numpy")
 RUN_ID_KEY = "mlflow_run_id"
+SWEEP_TAG = "speechcompress.sweep"  # a multirun's id, on its parent run and every job's run
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -59,7 +60,7 @@ def sweep_tags() -> dict[str, str]:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return {}
     hydra_cfg = HydraConfig.get()
-    return {"speechcompress.sweep": Path(hydra_cfg.sweep.dir).name, "speechcompress.job": str(hydra_cfg.job.num)}
+    return {SWEEP_TAG: Path(hydra_cfg.sweep.dir).name, "speechcompress.job": str(hydra_cfg.job.num)}
 
 
 def parent_tag(cfg: DictConfig) -> dict[str, str]:

@@ -19,11 +19,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict, read_write
 
 from speechcompress.config import tracking_uri
-from speechcompress.tracking.mlflow import artifact_location, check_reachable
+from speechcompress.tracking.mlflow import SWEEP_TAG, artifact_location, check_reachable
 from speechcompress.tracking.ui import headline, tag_experiment
 
 PARENT_KEY = "logger.parent_run_id"
-SWEEP_TAG = "speechcompress.sweep"
 ROLE_TAG = "speechcompress.role"
 
 
