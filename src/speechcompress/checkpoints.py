@@ -19,7 +19,7 @@ import torch
 from hydra.utils import get_class
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from speechcompress.files import atomic_path
+from speechcompress.atomic_files import atomic_path
 
 TASK_CLASS_KEY = "speechcompress_task_class"
 _BEFORE_THE_KEY = "speechcompress.tasks.denoise.DenoiseTask"  # checkpoints written before it existed

@@ -15,7 +15,7 @@ A job is put back in the queue from here alone, once the checkpoint is written: 
 SIGUSR1 handler (the `submitit_slurm` launcher: the same job, same config, same folder), or for a
 plain `sbatch` job under SLURM by `scontrol requeue`. Lightning's own requeue (its SLURMEnvironment
 sets SIGUSR1 and SIGTERM handlers that requeue without our checkpoint) is turned off explicitly:
-`cluster_plugins` hands the Trainer its SLURM environment with `auto_requeue=False`.
+`slurm_plugins` hands the Trainer its SLURM environment with `auto_requeue=False`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from speechcompress.run_layout import LAST_CHECKPOINT
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
-def cluster_plugins() -> list[SLURMEnvironment]:
+def slurm_plugins() -> list[SLURMEnvironment]:
     """The Trainer's cluster environment under SLURM (its ranks, nodes and addresses), with Lightning's
     requeue handlers off: `SaveOnSignal` owns the signals. Nothing outside SLURM."""
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from speechcompress.config import PROJECT_ROOT, tracking_uri
     from speechcompress.tracking import compare as report
-    from speechcompress.tracking.registry import pick_champion, register
+    from speechcompress.tracking.model_registry import pick_champion, register
 
     if (args.max_bytes is not None or args.max_rtf is not None) and not args.register:
         raise ValueError("--max-bytes and --max-rtf are budgets for --register NAME: add it, or leave them out")

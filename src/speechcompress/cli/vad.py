@@ -7,9 +7,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.cli.files import each_file, inputs, model_arguments, open_source
 from speechcompress.data.audio import read_audio
-from speechcompress.files import atomic_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from speechcompress.files import atomic_path
+from speechcompress.atomic_files import atomic_path
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 

@@ -67,7 +67,7 @@ def read_table(path: Path = TABLE) -> dict[tuple[str, str, str], float]:
 
 def write_table(rows: dict[tuple[str, str, str], float], path: Path = TABLE) -> None:
     """The table, sorted, gzipped without a timestamp so that the same figures give the same bytes."""
-    from speechcompress.files import atomic_path
+    from speechcompress.atomic_files import atomic_path
 
     with atomic_path(path) as partial, partial.open("wb") as raw, \
             gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped:

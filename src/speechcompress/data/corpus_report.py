@@ -108,7 +108,7 @@ def format_table(rows: Sequence[SourceRow]) -> str:
 
 def write_report(sources: Sequence[SourceClips], folder: str | Path, label_clips: int, title: str) -> str:
     """`report.md` (the table and the sheet) and `sheet.png` in `folder`; returns the table."""
-    from speechcompress.files import atomic_path
+    from speechcompress.atomic_files import atomic_path
 
     table = format_table([source_row(source, label_clips) for source in sources])
     spectrogram_sheet(sources, Path(folder) / "sheet.png")
@@ -127,7 +127,7 @@ def spectrogram_sheet(sources: Sequence[SourceClips], path: str | Path, per_sour
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from speechcompress.files import atomic_path
+    from speechcompress.atomic_files import atomic_path
     from speechcompress.spectrogram import plot_spectrogram
 
     figure, axes = plt.subplots(len(sources), per_source, figsize=(3.2 * per_source, 2.2 * len(sources)),

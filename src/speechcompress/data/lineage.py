@@ -12,8 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.data.audio import list_audio
-from speechcompress.files import atomic_path
 
 CHUNK = 1 << 22
 

@@ -35,12 +35,12 @@ import soundfile as sf
 from scipy import signal
 from tqdm import tqdm
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.data.audio import resample
 from speechcompress.data.debian import download_package, package_version
 from speechcompress.data.mixing import frame_energy
 from speechcompress.data.rooms import simulate_room
 from speechcompress.data.splits import SyntheticSplit, read_split, record_split, write_split
-from speechcompress.files import atomic_path
 from speechcompress.test_splits import REAL
 
 CORPUS_VERSION = 2  # 2: clips named uniquely (gcin's syllable folders, in Chinese characters, had collapsed into a few names)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.data.microphone import random_response
 from speechcompress.data.rooms import reverberate
-from speechcompress.files import atomic_path
 
 
 @dataclass

@@ -30,10 +30,10 @@ from torchmetrics import Metric
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 from torchmetrics.utilities import dim_zero_cat
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.data.audio import resample
 from speechcompress.evaluation.items import first_of_each_item
 from speechcompress.evaluation.scoring_workers import PESQ_RATE, finished, pesq_16k, stoi, submit
-from speechcompress.files import atomic_path
 
 MEASURES = ("pesq", "stoi", "si_sdr")
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import yaml
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.export.graphs import FSMNVADStepGraph, GraphSpec
 from speechcompress.export.onnx import PARITY_TOLERANCE, example_wave, export_graph, on_cpu_in_eval
@@ -35,7 +36,6 @@ from speechcompress.export.onnx_files import session
 from speechcompress.export.quantize import quantize_dynamic_int8
 from speechcompress.export.runtime import run_blocks
 from speechcompress.features.fbank import stack_frames
-from speechcompress.files import atomic_path
 from speechcompress.models.fsmn_vad import FSMNVAD
 
 SPEC = GraphSpec("fsmn_vad", "vad", "speech", "probabilities")

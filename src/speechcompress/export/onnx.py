@@ -21,11 +21,11 @@ import onnx
 import torch
 from torch import nn
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.export import dft
 from speechcompress.export.graphs import STEP_SPEC, GraphSpec, RNNoiseStepGraph, graph_for
 from speechcompress.export.onnx_files import compact_names, write_metadata
 from speechcompress.export.runtime import OnnxModel
-from speechcompress.files import atomic_path
 
 OPSET = 17
 # The largest difference allowed between ONNX Runtime's fp32 output and torch's, relative to the

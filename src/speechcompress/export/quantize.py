@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.export.onnx_files import compact_names, read_metadata, write_metadata
-from speechcompress.files import atomic_path
 
 
 @contextlib.contextmanager

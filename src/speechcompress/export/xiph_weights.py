@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speechcompress.atomic_files import atomic_path
 from speechcompress.export.rnnoise_c import FRAME_SIZE, LibRNNoise
-from speechcompress.files import atomic_path
 from speechcompress.models.rnnoise import INT16_SCALE
 from speechcompress.models.rnnoise_xiph import XiphRNNoise
 from speechcompress.xiph_format import decode_block_sparse, dense_int8, encode, write_blob

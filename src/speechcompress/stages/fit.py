@@ -12,7 +12,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from speechcompress.checkpoints import AtomicCheckpointIO, save_task
 from speechcompress.compression.structured import shrink_task
 from speechcompress.evaluation.speech_quality import scored_in_workers
-from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, cluster_plugins
+from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, slurm_plugins
 from speechcompress.stages.plan import Plan
 from speechcompress.stages.progress import StepProgressBar
 from speechcompress.stages.throughput import Throughput
@@ -50,7 +50,7 @@ def fit_and_test(plan: Plan) -> Fitted:
     trainer = pl.Trainer(**plan.cfg.trainer, logger=logger or False,
                          callbacks=[checkpoint, RunIdInCheckpoint(), interruption, Throughput(), *progress,
                                     *plan.compression],
-                         plugins=[AtomicCheckpointIO(), *cluster_plugins()], default_root_dir=str(plan.folder.root))
+                         plugins=[AtomicCheckpointIO(), *slurm_plugins()], default_root_dir=str(plan.folder.root))
     resume = str(plan.resume_path) if plan.resume_path else None
     try:
         trainer.fit(plan.task, datamodule=plan.datamodule, ckpt_path=resume, weights_only=True)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from speechcompress.files import atomic_path
+from speechcompress.atomic_files import atomic_path
 from speechcompress.test_splits import REAL, TEST, TEST_SPLITS, UNSEEN
 from speechcompress.tracking.mlflow import SWEEP_TAG
 from speechcompress.tracking.model import SHIPPED_TAG

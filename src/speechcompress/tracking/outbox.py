@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mlflow.entities import DatasetInput, Metric, Param, RunTag
 
-from speechcompress.files import atomic_path
+from speechcompress.atomic_files import atomic_path
 
 WRITES = ("log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "log_artifact", "log_artifacts",
           "log_inputs")
