@@ -13,7 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", help="one sweep's id (its folder under experiments/multiruns/NAME/); "
                                    "default: the newest sweep, or every run when the experiment has none")
     p.add_argument("--metric", default="test/pesq", help="quality, e.g. test/pesq, test/si_sdr, test/f1")
-    p.add_argument("--cost", default="size/bytes_sparse", help="cost, e.g. size/bytes_sparse, size/params")
+    p.add_argument("--cost", default="size/bytes", help="cost: size/bytes (default: the bytes each model family "
+                                                         "is judged by, its `size_metric`), or any figure a run "
+                                                         "logged, e.g. size/bytes_onnx_int8, size/params")
     p.add_argument("--all", action="store_true", help="print every quality and deploy/* figure "
                                                       "(default: the headline figures of each test split)")
     p.add_argument("--out", help="folder for NAME.md and NAME.png (default: experiments/reports)")

@@ -60,6 +60,7 @@ class FSMNLayer(nn.Module):
 class FSMNVAD(nn.Module):
     # what it ships as: a whole-signal graph, and FunASR's model folder (its step graph with FSMN caches)
     family, formats = "fsmn_vad", ("onnx", "funasr")
+    size_metric = "size/bytes_onnx"  # the bytes it is judged by: the whole-signal graph's file
 
     def __init__(
         self,

@@ -107,6 +107,7 @@ class XiphRNNoise(RNNoiseLayers):
 
     # what it ships as: the weights file xiph's C librnnoise loads (its features and pitch filter are not a graph)
     family, formats = "rnnoise_xiph", ("rnnoise_c",)
+    size_metric = "size/bytes_rnnoise_c"  # the bytes it is judged by: that weights file's
     dense_layers = ("conv1", "conv2", "dense_out", "vad_dense")  # librnnoise reads these dense (its GRUs block-sparse)
 
     def __init__(self, sample_rate: int = xiph48k.SAMPLE_RATE, cond_size: int = 128, gru_size: int = 384,

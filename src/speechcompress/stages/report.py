@@ -8,7 +8,7 @@ from speechcompress.compression.size import tensor_sizes, write_size_csv
 from speechcompress.stages.deploy import Deployment
 from speechcompress.stages.fit import Fitted
 from speechcompress.stages.plan import Plan
-from speechcompress.tracking.mlflow import log_lineage
+from speechcompress.tracking.mlflow import SIZE, log_lineage
 from speechcompress.tracking.model import SHIPPED_TAG, save_model
 from speechcompress.tracking.summary import summary
 
@@ -19,6 +19,8 @@ def report(plan: Plan, fitted: Fitted, measured: dict[str, float], deployment: D
     folder, task = plan.folder, fitted.task
     client, run_id = fitted.logger.experiment, fitted.logger.run_id
     figures = fitted.figures | measured | deployment.metrics
+    if task.model.size_metric in figures:  # absent when the run exported nothing (export=none)
+        figures[SIZE] = figures[task.model.size_metric]
     if deployment.files:
         client.log_artifacts(run_id, str(folder.export), "export")  # FSMN-VAD's funasr/ folder too
     fitted.logger.log_metrics(figures, step=fitted.step)

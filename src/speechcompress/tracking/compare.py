@@ -40,7 +40,7 @@ BASELINE_ROLE = "baseline"  # the role tag of `speechcompress baseline` runs: sh
 CHAMPION = "champion"  # the registry alias `compare --register` moves
 LABELS = {
     "test/pesq": "PESQ-wb (MOS-LQO)", "test/stoi": "STOI", "test/si_sdr": "SI-SDR (dB)", "test/f1": "frame F1",
-    "test/auc": "AUC", "test/dcf": "DCF", "size/bytes_sparse": "deployable size, xiph's block-sparse layout",
+    "test/auc": "AUC", "test/dcf": "DCF", "size/bytes": "bytes as the family ships", "size/bytes_sparse": "deployable size, xiph's block-sparse layout",
     "size/bytes_sparse_int8": "deployable size, block-sparse int8", "size/params": "parameters",
     "size/nonzero": "non-zero parameters",
 }

@@ -17,6 +17,7 @@ from speechcompress.config import PROJECT_ROOT, flatten, tracking_uri
 LIBRARIES = ("torch", "torchaudio", "pytorch-lightning", "hydra-core", "mlflow", "torchmetrics", "numpy")
 RUN_ID_KEY = "mlflow_run_id"
 SWEEP_TAG = "speechcompress.sweep"  # a multirun's id, on its parent run and every job's run
+SIZE = "size/bytes"  # every run's size as its model family is judged (the figure `model.size_metric` names)
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -14,10 +14,10 @@ import json
 from omegaconf import DictConfig
 
 from speechcompress.test_splits import TEST_SPLITS
+from speechcompress.tracking.mlflow import SIZE
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 VIEW = "speechcompress"  # the experiment's shared view of its runs table (see `experiment_url`)
-VIEW_COST = "size/bytes_sparse"
 
 
 def headline(cfg: DictConfig) -> str:
@@ -38,8 +38,8 @@ def tag_experiment(client, experiment_id: str, swept: list[str] | None = None, q
         return
     columns = [*(f"params.`{key}`" for key in swept or []),
                *(f"metrics.`{split}/{quality}`" for split in TEST_SPLITS),
-               f"metrics.`{VIEW_COST}`", "metrics.`latency/rtf`"]
-    state = {"orderByKey": f"metrics.`{VIEW_COST}`", "orderByAsc": True, "selectedColumns": columns}
+               f"metrics.`{SIZE}`", "metrics.`latency/rtf`"]
+    state = {"orderByKey": f"metrics.`{SIZE}`", "orderByAsc": True, "selectedColumns": columns}
     client.set_experiment_tag(experiment_id, view, json.dumps(state))
 
 
