@@ -46,6 +46,8 @@ def test_vad_student_learns_from_a_teacher_found_through_mlflow(tiny_vad_run, tm
                                    "task.cmvn_items=32", "compression.temperature=3.0")
     cfg = compose_config(overrides)
     cfg.compression.callbacks.distill.tracking_uri = teacher_cfg.logger.tracking_uri  # the teacher's store
+    pl.seed_everything(cfg.seed, workers=True)
+    untrained = build_task(cfg).model.eval()  # the student as run() starts it
     metrics = run(cfg)
     assert metrics["size/params"] < 0.5 * tiny_vad_run[1]["size/params"]
     client = MlflowClient(cfg.logger.tracking_uri)
@@ -54,6 +56,16 @@ def test_vad_student_learns_from_a_teacher_found_through_mlflow(tiny_vad_run, tm
     distill = [m.value for m in client.get_metric_history(student_run.info.run_id, "train/distill")]
     assert distill and all(math.isfinite(v) and v >= 0 for v in distill)
     assert (tmp_path / "experiments" / "teachers" / teacher_run.info.run_id).is_dir()  # downloaded once, cached
+
+    # it learned: its speech probabilities moved towards the teacher's on items it never trained on
+    (trained,) = (tmp_path / "experiments" / "runs" / "fsmn_vad_distill").glob("*/checkpoints/best-*.ckpt")
+    val = instantiate(cfg.data.val)(sample_rate=16000)
+    noisy = torch.stack([val[i]["noisy"] for i in range(8)])
+    with torch.no_grad():
+        target = load_task(tiny_vad_run[2]).model(noisy).speech_probability()
+        before = (untrained(noisy).speech_probability() - target).abs().mean()
+        after = (load_task(trained).model(noisy).speech_probability() - target).abs().mean()
+    assert after < 0.6 * before, (float(before), float(after))
 
 
 def test_denoiser_student_moves_toward_the_teachers_gains(tiny_run, tmp_path):
