@@ -2,8 +2,9 @@
 
 Functions score one item; `SpeechQuality` accumulates a split, on one process or many. Within
 `scored_in_workers()` it scores PESQ and STOI in worker processes (`evaluation.scoring_workers`)
-while the model goes on to the next batch, and keeps the noisy input's scores in a folder by their
-content: a fixed test split's noisy input is the same in every run, and half of what a test scores.
+while the model goes on to the next batch and, given a folder, keeps the noisy input's scores there
+by their content: a fixed test split's noisy input is the same in every run, and half of what a
+test scores.
 - PESQ wide-band is defined at 16 kHz, so other rates are resampled first. PESQ refuses references
   with no speech (`NoUtterancesError`) and very short clips: such items are counted in
   `pesq_errors` (enhanced) and `pesq_errors_noisy` (the noisy input), never dropped silently, and
@@ -36,6 +37,7 @@ from speechcompress.evaluation.items import first_of_each_item
 from speechcompress.evaluation.scoring_workers import PESQ_RATE, finished, pesq_16k, stoi, submit
 
 MEASURES = ("pesq", "stoi", "si_sdr")
+
 
 class NoisyScoreCache:
     """(PESQ, STOI) of noisy inputs, one small file each in `folder`, named by the content of the
