@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -27,7 +26,11 @@ from tqdm import tqdm
 from speechcompress.config import compose_config, tracking_uri
 from speechcompress.data.audio import resample
 from speechcompress.data.mixing import VAD_FRAME_SECONDS
-from speechcompress.evaluation.speech_quality import SpeechQuality, scored_in_workers
+from speechcompress.evaluation.speech_quality import (
+    SpeechQuality,
+    noisy_scores_folder,
+    scored_in_workers,
+)
 from speechcompress.evaluation.vad_metrics import FrameVAD, SegmentVAD
 from speechcompress.evaluation.vad_segments import SegmentConfig
 from speechcompress.tracking.compare import BASELINE_ROLE
@@ -132,7 +135,7 @@ def run_baseline(name: str, overrides: list[str] | None = None) -> tuple[dict[st
     run = baseline.make(data.sample_rate)
     metrics = {}
     for split in data.test_splits:
-        with scored_in_workers(noisy_cache=Path(cfg.paths.data_dir) / "scores"):  # the noisy input's, as runs keep them
+        with scored_in_workers(noisy_cache=noisy_scores_folder(cfg.paths.data_dir)):  # as runs keep them
             scores = score_split(baseline, run, data.split_loader(split),
                                  split_metrics(baseline, cfg.task, data.sample_rate), data.sample_rate,
                                  f"{name} on {split}")

@@ -64,6 +64,11 @@ class NoisyScoreCache:
             partial.write_text(json.dumps(list(scores)))
 
 
+def noisy_scores_folder(data_dir: str | Path) -> Path:
+    """Where runs and baselines keep the noisy inputs' scores: `data/scores/` of the data folder."""
+    return Path(data_dir) / "scores"
+
+
 @dataclass
 class _Scoring:
     workers: int = 1  # worker processes (1: none, in this process)

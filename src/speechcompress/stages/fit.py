@@ -11,7 +11,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechcompress.checkpoints import AtomicCheckpointIO, save_task
 from speechcompress.compression.structured import shrink_task
-from speechcompress.evaluation.speech_quality import scored_in_workers
+from speechcompress.evaluation.speech_quality import noisy_scores_folder, scored_in_workers
 from speechcompress.interruption import BestAndLastCheckpoint, SaveOnSignal, slurm_plugins
 from speechcompress.stages.plan import Plan
 from speechcompress.stages.progress import StepProgressBar
@@ -78,7 +78,7 @@ def _test(trainer: pl.Trainer, plan: Plan, result: str
             save_task(task, result)
         measured = {"shrink/params_before": float(params_before), "shrink/max_abs_difference": difference}
         weights = None  # the rebuilt model is tested as it is
-    with scored_in_workers(noisy_cache=Path(plan.cfg.paths.data_dir) / "scores"):
+    with scored_in_workers(noisy_cache=noisy_scores_folder(plan.cfg.paths.data_dir)):
         test_metrics = trainer.test(task, datamodule=plan.datamodule, ckpt_path=weights, verbose=False,
                                     weights_only=True)
     # one dict per test split; the splits' figures are logged under their own prefixes
